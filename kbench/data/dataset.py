@@ -1,0 +1,69 @@
+"""The in-memory data set every loader returns, and the registry of loaders."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from kbench.registry import Registry
+
+Loader = Callable[[Path | None], "ArrayDataset"]
+
+DATASETS: Registry[Loader] = Registry("data set")
+
+DATA_DIR_ENV = "KBENCH_DATA_DIR"
+
+
+@dataclass
+class ArrayDataset:
+    """Images as uint8 NHWC arrays with integer labels, split into train and test.
+
+    Pixels stay uint8 in memory (4x smaller than float32); models rescale them
+    with a `Rescaling` layer of their own.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, train: int | None, test: int | None) -> "ArrayDataset":
+        """The first `train` / `test` examples (stratification is the loader's job)."""
+        return ArrayDataset(
+            self.name,
+            self.x_train[:train],
+            self.y_train[:train],
+            self.x_test[:test],
+            self.y_test[:test],
+            self.class_names,
+            self.x_val,
+            self.y_val,
+        )
+
+
+def default_data_dir() -> Path | None:
+    """The folder named by KBENCH_DATA_DIR, if set."""
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def load_dataset(name: str, data_dir: Path | None = None) -> ArrayDataset:
+    """Load a registered data set, from `data_dir` (or KBENCH_DATA_DIR) when given."""
+    loader = DATASETS.get(name)
+    return loader(data_dir if data_dir is not None else default_data_dir())

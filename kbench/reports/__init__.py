@@ -1,0 +1,1 @@
+"""Reports: evaluation artifacts, tables and figures made from finished results."""

@@ -1,0 +1,60 @@
+"""Matplotlib figures of a classifier's test results (pure functions of arrays)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+
+def confusion_matrix_figure(matrix: np.ndarray, class_names: list[str]) -> plt.Figure:
+    size = max(5.0, 0.5 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45, values_format="d"
+    )
+    ax.set_title("Confusion matrix (test set)")
+    fig.tight_layout()
+    return fig
+
+
+def per_class_figure(per_class: pd.DataFrame) -> plt.Figure:
+    """Grouped bars of precision, recall and F1 per class."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(per_class) + 2), 4))
+    per_class[["precision", "recall", "f1-score"]].plot.bar(ax=ax, ylim=(0, 1), rot=45)
+    ax.set_ylabel("score")
+    ax.set_title("Per-class precision, recall and F1 (test set)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def gallery_figure(
+    images: np.ndarray,
+    true_labels: list[str],
+    predicted_labels: list[str],
+    confidences: np.ndarray,
+    columns: int = 6,
+) -> plt.Figure:
+    """A grid of images titled 'true -> predicted (confidence)'."""
+    count = len(images)
+    rows = max(1, int(np.ceil(count / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.8, rows * 2.0), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, true, predicted, confidence in zip(axes.ravel(), images, true_labels, predicted_labels, confidences):
+        ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255)
+        ax.set_title(f"{true}\n-> {predicted} ({confidence:.0%})", fontsize=8, color="firebrick")
+    fig.suptitle("Misclassified test images: true -> predicted (confidence)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: plt.Figure, path) -> None:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Results on disk: trial folders, atomic writes, and the results table."""

@@ -1,0 +1,1 @@
+"""Training one grid point: compile from names, fit with Keras callbacks, test."""

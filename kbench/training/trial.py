@@ -1,0 +1,203 @@
+"""Train, validate and test one grid point; resumable from its last finished epoch.
+
+Read top to bottom: seed, data, model, compile, callbacks, fit, test, summary.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from kbench.config import TrialConfig
+from kbench.data import ArrayDataset
+from kbench.errors import KbenchError
+from kbench.models import build_model
+from kbench.results.store import CONFIG_FILE, read_json, write_json_atomic
+from kbench.training.callbacks import EpochTimer
+from kbench.training.environment import describe_environment
+from kbench.training.feed import ShuffledBatches
+
+HISTORY_FILE = "history.csv"
+CHECKPOINT_FILE = "best.keras"
+BACKUP_DIR = "backup"
+JIT = {"auto": "auto", "true": True, "false": False}
+
+
+def make_optimizer(config: TrialConfig) -> keras.optimizers.Optimizer:
+    """An optimizer by Keras name, with learning rate / momentum / weight decay where set."""
+    optimizer_class = type(keras.optimizers.get(config.optimizer))
+    settings = {
+        key: value
+        for key, value in (
+            ("learning_rate", config.learning_rate),
+            ("momentum", config.momentum),
+            ("weight_decay", config.weight_decay),
+        )
+        if value is not None
+    }
+    try:
+        return optimizer_class(**settings)
+    except (TypeError, ValueError) as error:
+        raise KbenchError(f"optimizer={config.optimizer} does not take {settings}: {error}") from None
+
+
+def make_loss(config: TrialConfig) -> keras.losses.Loss:
+    """A loss by its Keras name ('sparse_categorical_crossentropy'), with `from_logits` where it applies."""
+    class_name = "".join(part.capitalize() for part in config.loss.split("_"))
+    loss_class = getattr(keras.losses, class_name, None)
+    if loss_class is None:
+        return keras.losses.get(config.loss)
+    try:
+        return loss_class(from_logits=config.from_logits)
+    except TypeError:  # losses on probabilities or regressions take no from_logits
+        return loss_class()
+
+
+def split_validation(data: ArrayDataset, fraction: float) -> tuple[np.ndarray, ...]:
+    """The data set's own validation split, else the last `fraction` of train (as Keras's validation_split)."""
+    if data.x_val is not None:
+        return data.x_train, data.y_train, data.x_val, data.y_val
+    n_val = int(len(data.x_train) * fraction)
+    if n_val == 0:
+        raise KbenchError(f"validation_split={fraction} leaves no validation images out of {len(data.x_train)}")
+    cut = len(data.x_train) - n_val
+    return data.x_train[:cut], data.y_train[:cut], data.x_train[cut:], data.y_train[cut:]
+
+
+def resumed_epoch(backup_dir: Path) -> int:
+    """The number of finished epochs BackupAndRestore will restore (0 for a fresh trial)."""
+    metadata = backup_dir / "training_metadata.json"
+    return int(read_json(metadata)["epoch"]) if metadata.exists() else 0
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+
+
+def truncate_history(path: Path, epochs: int) -> pd.DataFrame:
+    """Keep the rows of the first `epochs` epochs: rows after the backup were never restored."""
+    history = read_history(path)
+    if history.empty:
+        return history
+    kept = history[history["epoch"] < epochs]
+    if kept.empty:
+        path.unlink()
+    elif len(kept) < len(history):
+        kept.to_csv(path, index=False)
+    return kept
+
+
+def monitor_mode(monitor: str) -> str:
+    return "min" if "loss" in monitor else "max"
+
+
+def best_value(history: pd.DataFrame, monitor: str) -> float | None:
+    if history.empty or monitor not in history:
+        return None
+    return float(history[monitor].min() if monitor_mode(monitor) == "min" else history[monitor].max())
+
+
+def make_callbacks(config: TrialConfig, trial_dir: Path, history: pd.DataFrame) -> list[keras.callbacks.Callback]:
+    """Stock Keras callbacks, ordered so that a kill at any moment resumes consistently.
+
+    BackupAndRestore comes last: an epoch counts as done only once the history
+    row and the checkpoint for it are written.
+    """
+    return [
+        EpochTimer(),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.CSVLogger(str(trial_dir / HISTORY_FILE), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(trial_dir / CHECKPOINT_FILE),
+            monitor=config.monitor,
+            mode=monitor_mode(config.monitor),
+            save_best_only=True,
+            initial_value_threshold=best_value(history, config.monitor),
+        ),
+        keras.callbacks.TensorBoard(str(trial_dir / "tensorboard"), histogram_freq=config.histogram_freq),
+        keras.callbacks.BackupAndRestore(str(trial_dir / BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False),
+    ]
+
+
+def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbose: int = 2) -> dict[str, Any]:
+    """Train one grid point in `trial_dir` and return its metrics (not yet written)."""
+    started = time.perf_counter()
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(trial_dir / CONFIG_FILE, config.to_dict())
+    write_json_atomic(trial_dir / "environment.json", describe_environment())
+    keras.utils.set_random_seed(config.seed)
+
+    data = data.subset(config.train_subset, config.test_subset)
+    x_train, y_train, x_val, y_val = split_validation(data, config.validation_split)
+    model = build_model(config.model, data.input_shape, data.num_classes, **config.model_options)
+    model.compile(
+        optimizer=make_optimizer(config),
+        loss=make_loss(config),
+        metrics=list(config.metrics),
+        jit_compile=JIT[config.jit_compile],
+    )
+
+    first_epoch = resumed_epoch(trial_dir / BACKUP_DIR)
+    history = truncate_history(trial_dir / HISTORY_FILE, first_epoch)
+    if first_epoch:
+        print(f"resuming {trial_dir.name} after epoch {first_epoch}", flush=True)
+    model.fit(
+        ShuffledBatches(x_train, y_train, config.batch_size, config.seed, first_epoch),
+        validation_data=(x_val.astype(np.float32), y_val),
+        validation_batch_size=config.batch_size,
+        epochs=config.epochs,
+        callbacks=make_callbacks(config, trial_dir, history),
+        verbose=verbose,
+    )
+
+    history = read_history(trial_dir / HISTORY_FILE)
+    test = model.evaluate(
+        data.x_test.astype(np.float32), data.y_test, batch_size=config.batch_size, return_dict=True, verbose=0
+    )
+    return summarize(config, history, test, model.count_params(), len(x_train), len(x_val), len(data.x_test)) | {
+        "wall_time_s": time.perf_counter() - started,
+    }
+
+
+def summarize(
+    config: TrialConfig,
+    history: pd.DataFrame,
+    test: dict[str, float],
+    params: int,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+) -> dict[str, Any]:
+    """One trial's final numbers, computed from its history and test results."""
+    losses = history["loss"].to_numpy(dtype=float) if "loss" in history else np.array([math.nan])
+    diverged = len(history) < config.epochs or not np.all(np.isfinite(losses))
+    best_row = None
+    if config.monitor in history and history[config.monitor].notna().any():
+        best_index = (
+            history[config.monitor].idxmin() if monitor_mode(config.monitor) == "min" else history[config.monitor].idxmax()
+        )
+        best_row = history.loc[best_index]
+    epoch_seconds = history["train_time_s"].to_numpy(dtype=float) if "train_time_s" in history else np.array([])
+    # The first epoch pays for tracing and compilation; steady state is the rest.
+    steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
+    return {
+        "status": "diverged" if diverged else "finished",
+        **{f"test_{name}": float(value) for name, value in test.items()},
+        "best_val_accuracy": float(best_row["val_accuracy"]) if best_row is not None and "val_accuracy" in best_row else None,
+        "best_epoch": int(best_row["epoch"]) + 1 if best_row is not None else None,
+        "epochs_run": len(history),
+        "train_time_s": float(epoch_seconds.sum()),
+        "first_epoch_time_s": float(epoch_seconds[0]) if len(epoch_seconds) else None,
+        "train_images_per_s": float(np.median(n_train / steady)) if len(steady) else None,
+        "params": int(params),
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
+        "backend": keras.backend.backend(),
+    }

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from kbench.errors import KbenchError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(KbenchError):
     """Raised when a name is not registered; the message lists the known names."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; we want plain text.
-        return str(self.args[0])
 
 
 class Registry(Generic[T]):

@@ -13,6 +13,8 @@ import numpy as np
 from kbench.data.dataset import ArrayDataset
 
 CACHE_DIR_ENV = "KBENCH_CACHE_DIR"
+# Bump when decoding changes, so caches written by older code are not reused.
+DECODER_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -24,7 +26,7 @@ def cache_dir() -> Path:
 def _source_key(source: Path) -> str:
     """Identifies a source file or folder by path, size and modification time."""
     stat = source.stat()
-    text = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    text = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{DECODER_VERSION}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

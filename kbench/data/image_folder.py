@@ -65,7 +65,8 @@ def read_image_folder(source: Path, name: str) -> ArrayDataset:
 
     Needs `train/` and `test/` splits; `val/` or `valid/` becomes the explicit
     validation set. Classes are sorted by name, which for CIFAR-10 equals the
-    official label order. All images must share one size.
+    official label order. Each split is shuffled once with a fixed seed. All
+    images must share one size.
     """
     images: dict[str, list[np.ndarray]] = defaultdict(list)
     labels: dict[str, list[str]] = defaultdict(list)
@@ -101,7 +102,11 @@ def read_image_folder(source: Path, name: str) -> ArrayDataset:
     def arrays(split: str) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
         if not images[split]:
             return None, None
-        return np.stack(images[split]), np.array([index[c] for c in labels[split]], dtype=np.int64)
+        # Folders are sorted by class; one fixed shuffle keeps a validation split
+        # (the last 20 %) or a subset (the first N) from being a few classes only.
+        order = np.random.default_rng(0).permutation(len(images[split]))
+        x = np.stack(images[split])[order]
+        return x, np.array([index[c] for c in labels[split]], dtype=np.int64)[order]
 
     x_train, y_train = arrays("train")
     x_test, y_test = arrays("test")

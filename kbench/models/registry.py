@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any, Callable
 
 import keras
@@ -18,9 +19,15 @@ COMMON_ARGS = ("input_shape", "num_classes")
 
 
 def model_options(name: str) -> dict[str, inspect.Parameter]:
-    """The options (keyword arguments besides input shape and classes) of a model builder."""
-    signature = inspect.signature(MODELS.get(name))
-    return {k: p for k, p in signature.parameters.items() if k not in COMMON_ARGS}
+    """The options (keyword arguments besides input shape and classes) of a model builder,
+    with annotations resolved to types."""
+    builder = MODELS.get(name)
+    hints = typing.get_type_hints(builder)
+    return {
+        key: parameter.replace(annotation=hints.get(key, parameter.annotation))
+        for key, parameter in inspect.signature(builder).parameters.items()
+        if key not in COMMON_ARGS
+    }
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **options: Any) -> keras.Model:

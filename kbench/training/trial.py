@@ -147,14 +147,20 @@ def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbos
     history = truncate_history(trial_dir / HISTORY_FILE, first_epoch)
     if first_epoch:
         print(f"resuming {trial_dir.name} after epoch {first_epoch}", flush=True)
-    model.fit(
-        ShuffledBatches(x_train, y_train, config.batch_size, config.seed, first_epoch),
-        validation_data=(x_val.astype(np.float32), y_val),
-        validation_batch_size=config.batch_size,
-        epochs=config.epochs,
-        callbacks=make_callbacks(config, trial_dir, history),
-        verbose=verbose,
-    )
+    if first_epoch < config.epochs:
+        feed = ShuffledBatches(x_train, y_train, config.batch_size, config.seed, config.epochs, first_epoch)
+        model.fit(
+            feed,
+            steps_per_epoch=feed.steps_per_epoch,
+            shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
+            validation_data=(x_val.astype(np.float32), y_val),
+            validation_batch_size=config.batch_size,
+            epochs=config.epochs,
+            callbacks=make_callbacks(config, trial_dir, history),
+            verbose=verbose,
+        )
+    else:  # killed after the last epoch but before the metrics were written
+        model.load_weights(trial_dir / BACKUP_DIR / "latest.weights.h5")
 
     history = read_history(trial_dir / HISTORY_FILE)
     test = model.evaluate(

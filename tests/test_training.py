@@ -1,0 +1,101 @@
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from kbench.config import TrialConfig
+from kbench.data import load_dataset
+from kbench.training import trial as trial_module
+from kbench.training.trial import train_trial
+
+TINY = dict(dataset="digits", model="a1", epochs=3, batch_size=32, train_subset=300, test_subset=120)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_trial_writes_history_checkpoint_and_honest_metrics(tmp_path, digits):
+    config = TrialConfig(**TINY)
+    metrics = train_trial(config, digits, tmp_path, verbose=0)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert list(history["epoch"]) == [0, 1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "train_time_s"} <= set(history)
+    assert metrics["status"] == "finished" and metrics["epochs_run"] == 3
+    assert metrics["best_val_accuracy"] == pytest.approx(history["val_accuracy"].max())
+    assert metrics["best_epoch"] == int(history["val_accuracy"].idxmax()) + 1
+    assert metrics["n_train"] == 240 and metrics["n_val"] == 60 and metrics["n_test"] == 120
+    assert metrics["train_time_s"] == pytest.approx(history["train_time_s"].sum())
+    assert metrics["params"] == keras.saving.load_model(tmp_path / "best.keras").count_params()
+    assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 3
+    assert json.loads((tmp_path / "environment.json").read_text())["backend"] == keras.backend.backend()
+    assert list((tmp_path / "tensorboard" / "train").glob("events.out.tfevents.*"))
+
+
+class Killed(Exception):
+    pass
+
+
+class KillAfterEpoch(keras.callbacks.Callback):
+    """Stands in for SIGKILL: ends the process's training right after an epoch's files are written."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Killed()
+
+
+def test_interrupted_trial_resumes_and_matches_an_uninterrupted_one(tmp_path, digits, monkeypatch):
+    config = TrialConfig(**TINY)
+    uninterrupted = train_trial(config, digits, tmp_path / "straight", verbose=0)
+
+    make_callbacks = trial_module.make_callbacks
+    monkeypatch.setattr(
+        trial_module, "make_callbacks", lambda *args: make_callbacks(*args) + [KillAfterEpoch(1)]
+    )
+    with pytest.raises(Killed):
+        train_trial(config, digits, tmp_path / "resumed", verbose=0)
+    assert json.loads((tmp_path / "resumed" / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+    monkeypatch.setattr(trial_module, "make_callbacks", make_callbacks)
+    resumed = train_trial(config, digits, tmp_path / "resumed", verbose=0)
+
+    history = pd.read_csv(tmp_path / "resumed" / "history.csv")
+    assert list(history["epoch"]) == [0, 1, 2]  # no epoch lost or repeated
+    for key in ("test_accuracy", "test_loss", "best_val_accuracy", "best_epoch"):
+        assert resumed[key] == pytest.approx(uninterrupted[key], rel=1e-5), key
+
+
+def test_history_rows_after_the_backup_are_dropped_on_resume(tmp_path):
+    path = tmp_path / "history.csv"
+    pd.DataFrame({"epoch": [0, 1, 2], "loss": [3.0, 2.0, 1.0]}).to_csv(path, index=False)
+    kept = trial_module.truncate_history(path, 2)
+    assert list(kept["epoch"]) == [0, 1] and list(pd.read_csv(path)["epoch"]) == [0, 1]
+    assert trial_module.truncate_history(path, 0).empty and not path.exists()
+
+
+def test_diverging_trial_is_recorded_as_diverged(tmp_path, digits):
+    config = TrialConfig(**TINY | {"optimizer": "sgd", "learning_rate": 1e12})
+    metrics = train_trial(config, digits, tmp_path, verbose=0)
+    assert metrics["status"] == "diverged"
+
+
+def test_feed_order_depends_only_on_seed_and_epoch():
+    from kbench.training.feed import ShuffledBatches
+
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    y = np.arange(10)
+    fresh = ShuffledBatches(x, y, batch_size=4, seed=3, epochs=3)
+    resumed = ShuffledBatches(x, y, batch_size=4, seed=3, epochs=3, first_epoch=1)
+    assert fresh.steps_per_epoch == 3 and len(fresh) == 9 and len(resumed) == 6
+    for i in range(6):
+        np.testing.assert_array_equal(fresh[i + 3][1], resumed[i][1])
+    first_epoch = np.concatenate([fresh[i][1] for i in range(3)])
+    second_epoch = np.concatenate([fresh[i][1] for i in range(3, 6)])
+    assert sorted(first_epoch) == sorted(second_epoch) == list(range(10))
+    assert list(first_epoch) != list(second_epoch) and fresh[0][0].dtype == np.float32

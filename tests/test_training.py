@@ -86,16 +86,19 @@ def test_diverging_trial_is_recorded_as_diverged(tmp_path, digits):
 
 
 def test_feed_order_depends_only_on_seed_and_epoch():
-    from kbench.training.feed import ShuffledBatches
+    from kbench.training.feed import training_feed
 
     x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
     y = np.arange(10)
-    fresh = ShuffledBatches(x, y, batch_size=4, seed=3, epochs=3)
-    resumed = ShuffledBatches(x, y, batch_size=4, seed=3, epochs=3, first_epoch=1)
-    assert fresh.steps_per_epoch == 3 and len(fresh) == 9 and len(resumed) == 6
-    for i in range(6):
-        np.testing.assert_array_equal(fresh[i + 3][1], resumed[i][1])
-    first_epoch = np.concatenate([fresh[i][1] for i in range(3)])
-    second_epoch = np.concatenate([fresh[i][1] for i in range(3, 6)])
-    assert sorted(first_epoch) == sorted(second_epoch) == list(range(10))
-    assert list(first_epoch) != list(second_epoch) and fresh[0][0].dtype == np.float32
+
+    def labels(**kwargs):
+        feed, steps = training_feed(x, y, batch_size=4, **kwargs)
+        assert steps == 3
+        return [batch_labels.numpy().tolist() for _, batch_labels in feed]
+
+    fresh = labels(seed=3, epochs=3)
+    assert len(fresh) == 9 and [len(b) for b in fresh[:3]] == [4, 4, 2]
+    assert labels(seed=3, epochs=3, first_epoch=1) == fresh[3:]
+    first_epoch, second_epoch = sum(fresh[:3], []), sum(fresh[3:6], [])
+    assert sorted(first_epoch) == sorted(second_epoch) == list(range(10)) and first_epoch != second_epoch
+    assert labels(seed=4, epochs=1) != fresh[:3]

@@ -1,10 +1,14 @@
 """Training batches whose order depends only on (seed, epoch).
 
 Keras shuffles arrays with backend RNG state that a resumed process does not
-have. This feed spans all remaining epochs as one sequence (fit is given
-`steps_per_epoch`), so batch `i` is always the same images: a trial resumed at
-epoch k sees exactly the batches an uninterrupted run would, and its results
-match.
+have. Here the order of epoch e is `epoch_order(seed, e)`, and one tf.data
+pipeline spans all remaining epochs (fit is given `steps_per_epoch` and
+`shuffle=False`), so a trial resumed at epoch k sees exactly the batches an
+uninterrupted run would, and its results match.
+
+tf.data is used on every backend: measured on a 2-core CPU with the A3 CNN at
+batch 128, it fed JAX and PyTorch as fast as Keras's own array path and 25-35 %
+faster than a `keras.utils.PyDataset` (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -15,27 +19,30 @@ import keras
 import numpy as np
 
 
-class ShuffledBatches(keras.utils.PyDataset):
-    """Batches of (float32 images, int labels) for epochs `first_epoch` .. `epochs - 1`."""
+def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
+    """The permutation of the training set used in `epoch`."""
+    return np.random.default_rng([seed, epoch]).permutation(size)
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: int, first_epoch: int = 0):
-        super().__init__()
-        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
-        self.first_epoch, self.epochs = first_epoch, epochs
-        self.steps_per_epoch = math.ceil(len(x) / batch_size)
-        self._order_epoch, self._order = -1, np.arange(0)
 
-    def order(self, epoch: int) -> np.ndarray:
-        """The permutation of the training set used in `epoch`."""
-        if epoch != self._order_epoch:
-            self._order_epoch = epoch
-            self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
-        return self._order
+def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: int, first_epoch: int = 0):
+    """(tf.data pipeline of float32 image and label batches for epochs first_epoch..epochs-1, steps per epoch).
 
-    def __len__(self) -> int:
-        return (self.epochs - self.first_epoch) * self.steps_per_epoch
+    Every epoch ends with its own partial batch, so epochs never mix.
+    """
+    import tensorflow as tf
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        epoch, step = divmod(index, self.steps_per_epoch)
-        rows = self.order(self.first_epoch + epoch)[step * self.batch_size : (step + 1) * self.batch_size]
-        return self.x[rows].astype(np.float32), self.y[rows]
+    if keras.backend.backend() != "tensorflow":
+        # Only the input pipeline runs in TensorFlow here: keep it off the GPU.
+        tf.config.set_visible_devices([], "GPU")
+    orders = np.stack([epoch_order(seed, e, len(x)) for e in range(first_epoch, epochs)])
+    images, labels = tf.constant(x), tf.constant(y)
+    pipeline = (
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        .map(
+            lambda rows: (tf.cast(tf.gather(images, rows), tf.float32), tf.gather(labels, rows)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return pipeline, math.ceil(len(x) / batch_size)

@@ -21,7 +21,7 @@ from kbench.models import build_model
 from kbench.results.store import CONFIG_FILE, read_json, write_json_atomic
 from kbench.training.callbacks import EpochTimer
 from kbench.training.environment import describe_environment
-from kbench.training.feed import ShuffledBatches
+from kbench.training.feed import training_feed
 
 HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "best.keras"
@@ -148,10 +148,10 @@ def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbos
     if first_epoch:
         print(f"resuming {trial_dir.name} after epoch {first_epoch}", flush=True)
     if first_epoch < config.epochs:
-        feed = ShuffledBatches(x_train, y_train, config.batch_size, config.seed, config.epochs, first_epoch)
+        feed, steps_per_epoch = training_feed(x_train, y_train, config.batch_size, config.seed, config.epochs, first_epoch)
         model.fit(
             feed,
-            steps_per_epoch=feed.steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,
             shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
             validation_data=(x_val.astype(np.float32), y_val),
             validation_batch_size=config.batch_size,

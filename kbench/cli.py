@@ -44,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(results)
     results.add_argument("--format", choices=("table", "csv", "json"), default="table")
     results.add_argument("--backend", default=None, help="comma-separated backends to show (default: all run)")
+
+    compare = commands.add_parser("compare", help="run the grid on several backends and compare them")
+    _add_overrides(compare)
+    compare.add_argument("--backends", default="tensorflow,jax,torch", help="comma-separated (default: all three)")
+    compare.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per grid point (default 1)")
+    compare.add_argument("--data-dir", type=Path, default=None, help="as for `kbench run`")
+    tensorboard = commands.add_parser("tensorboard", help="serve TensorBoard on an experiment's results (or on all)")
+    tensorboard.add_argument("experiment", nargs="?", default=None,
+                             help="an experiment name or .py file (default: every experiment in --logs-dir)")
+    tensorboard.add_argument("--quick", action="store_true", help="the --quick run's results")
+    tensorboard.add_argument("--logs-dir", type=Path, default=Path(os.environ.get(LOGS_DIR_ENV, "logs")),
+                             help=f"results folder (default: ${LOGS_DIR_ENV} or ./logs)")
+    tensorboard.add_argument("--port", type=int, default=None, help="default: the first free port from 6006")
+    tensorboard.add_argument("--host", default=None, help="address to listen on (default: localhost)")
     return parser
 
 
@@ -93,7 +107,39 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "results": cmd_results}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kbench.compare import compare
+    from kbench.experiments import load_experiment
+
+    if args.seeds < 1:
+        raise KbenchError(f"--seeds {args.seeds}: must be at least 1")
+    experiment = load_experiment(args.experiment)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    table, skipped, out_dir = compare(
+        experiment, args.experiment, backends, _overrides(args), args.seeds, args.logs_dir, args.data_dir
+    )
+    import pandas as pd
+
+    with pd.option_context("display.width", 250, "display.max_columns", None):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}") if not table.empty else "no finished trials")
+    for backend, reason in skipped.items():
+        print(f"{backend}: {reason}")
+    print(f"kbench: saved {out_dir / 'comparison.csv'} and {out_dir / 'comparison.png'}")
+    return 1 if len(skipped) == len(backends) else 0
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    from kbench.reports.tensorboard_server import serve, tensorboard_logdir
+
+    name = None
+    if args.experiment:
+        from kbench.experiments import load_experiment
+
+        name = load_experiment(args.experiment).name
+    return serve(tensorboard_logdir(args.logs_dir, name, args.quick), args.port, args.host)
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "tensorboard": cmd_tensorboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ def results_table(
     overrides: Overrides,
     logs_dir: Path,
     backends: list[str] | None = None,
+    columns: list[str] = METRIC_COLUMNS,
 ) -> pd.DataFrame:
     """The grid as a DataFrame: grid values, backend, our metrics, then the published ones.
 
@@ -59,10 +60,10 @@ def results_table(
             values = {key: config.get(key) for key in plan.grid_keys}
             trial_dir = store.find(config)
             metrics = store.read_metrics(trial_dir) if trial_dir else None
-            ours = {k: metrics.get(k) for k in METRIC_COLUMNS} if metrics else {"status": _trial_status(trial_dir)}
+            ours = {k: metrics.get(k) for k in columns} if metrics else {"status": _trial_status(trial_dir)}
             rows.append({**values, "backend": backend, **ours, **_published_for(experiment, values)})
     table = pd.DataFrame(rows)
-    for column in METRIC_COLUMNS:
+    for column in columns:
         if column not in table:
             table[column] = None
     return table

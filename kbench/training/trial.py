@@ -22,6 +22,7 @@ from kbench.results.store import CONFIG_FILE, read_json, write_json_atomic
 from kbench.training.callbacks import EpochTimer
 from kbench.training.environment import describe_environment
 from kbench.training.feed import training_feed
+from kbench.training.measure import inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
 
 HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "best.keras"
@@ -166,9 +167,17 @@ def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbos
     test = model.evaluate(
         data.x_test.astype(np.float32), data.y_test, batch_size=config.batch_size, return_dict=True, verbose=0
     )
-    return summarize(config, history, test, model.count_params(), len(x_train), len(x_val), len(data.x_test)) | {
-        "wall_time_s": time.perf_counter() - started,
-    }
+    accelerator_mb, accelerator_note = peak_accelerator_memory_mb()
+    return (
+        summarize(config, history, test, model.count_params(), len(x_train), len(x_val), len(data.x_test))
+        | inference_latency(model, data.x_test, config.batch_size)
+        | {
+            "peak_host_memory_mb": peak_host_memory_mb(),
+            "peak_accelerator_memory_mb": accelerator_mb,
+            "accelerator_memory_note": accelerator_note,
+            "wall_time_s": time.perf_counter() - started,
+        }
+    )
 
 
 def summarize(
@@ -200,6 +209,9 @@ def summarize(
         "epochs_run": len(history),
         "train_time_s": float(epoch_seconds.sum()),
         "first_epoch_time_s": float(epoch_seconds[0]) if len(epoch_seconds) else None,
+        "epoch_time_s": float(np.median(steady)) if len(steady) else None,
+        # Compilation and tracing: what the first epoch took beyond a steady one.
+        "compile_time_s": float(epoch_seconds[0] - np.median(steady)) if len(epoch_seconds) > 1 else None,
         "train_images_per_s": float(np.median(n_train / steady)) if len(steady) else None,
         "params": int(params),
         "n_train": n_train,

@@ -1,0 +1,116 @@
+"""`kbench bench MODEL`: train- and predict-step speed on synthetic data, current backend.
+
+Column names follow timm's benchmark.py (`train_samples_per_sec`,
+`infer_step_time_ms`, ...), so other tools can read the output.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kbench.training.environment import describe_environment
+
+LATENCY_IMAGE_SIZE = 750  # study S2's protocol: one 750x750x3 image, 100 repetitions
+LATENCY_REPEATS = 100
+
+
+@dataclass
+class BenchSettings:
+    model: str
+    batch_size: int = 128
+    image_size: int = 32
+    channels: int = 3
+    num_classes: int = 10
+    steps: int = 20
+    warmup: int = 3
+    jit_compile: str = "auto"
+
+
+def _step_times(step, steps: int, warmup: int) -> np.ndarray:
+    """Seconds per call after `warmup` untimed calls; each call returns host values, so it is synchronous."""
+    for _ in range(warmup):
+        step()
+    times = np.empty(steps)
+    for i in range(steps):
+        start = time.perf_counter()
+        step()
+        times[i] = time.perf_counter() - start
+    return times
+
+
+def _summary(prefix: str, times: np.ndarray, batch_size: int, flops_per_step: float) -> dict[str, float]:
+    median = float(np.median(times))
+    return {
+        f"{prefix}_step_time_ms": 1000 * median,
+        f"{prefix}_step_p90_ms": 1000 * float(np.percentile(times, 90)),
+        f"{prefix}_samples_per_sec": batch_size / median,
+        f"{prefix}_gflops_per_s": flops_per_step / median / 1e9,
+    }
+
+
+def bench(settings: BenchSettings) -> dict[str, Any]:
+    """Time train_on_batch and predict_on_batch on random images; return one row of figures.
+
+    FLOPs are 2 x MACs; a training step is counted as 3 forward passes
+    (forward, and a backward pass of about twice the forward cost).
+    """
+    import keras
+
+    from kbench.models import build_model
+    from kbench.models.complexity import count_macs
+    from kbench.training.trial import JIT
+
+    shape = (settings.image_size, settings.image_size, settings.channels)
+    model = build_model(settings.model, shape, settings.num_classes)
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=JIT[settings.jit_compile],
+    )
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (settings.batch_size, *shape)).astype(np.float32)
+    y = rng.integers(0, settings.num_classes, settings.batch_size)
+    macs = count_macs(model)
+    forward_flops = 2 * macs * settings.batch_size
+    train = _step_times(lambda: model.train_on_batch(x, y), settings.steps, settings.warmup)
+    infer = _step_times(lambda: np.asarray(model.predict_on_batch(x)), settings.steps, settings.warmup)
+    environment = describe_environment()
+    return {
+        "model": settings.model,
+        "backend": environment["backend"],
+        "device": environment["device"],
+        "batch_size": settings.batch_size,
+        "img_size": settings.image_size,
+        "param_count": model.count_params(),
+        "gmacs_per_image": macs / 1e9,
+        **_summary("train", train, settings.batch_size, 3 * forward_flops),
+        **_summary("infer", infer, settings.batch_size, forward_flops),
+        "steps": settings.steps,
+        "warmup": settings.warmup,
+        "keras_version": environment["keras_version"],
+        "backend_version": environment["backend_version"],
+    }
+
+
+def latency(model_name: str, num_classes: int = 10, repeats: int = LATENCY_REPEATS) -> dict[str, Any]:
+    """S2's latency protocol: one random 750x750x3 image, `repeats` predictions, mean and std in ms."""
+    from kbench.models import build_model
+
+    shape = (LATENCY_IMAGE_SIZE, LATENCY_IMAGE_SIZE, 3)
+    model = build_model(model_name, shape, num_classes)
+    image = np.random.default_rng(0).integers(0, 256, (1, *shape)).astype(np.float32)
+    times = 1000 * _step_times(lambda: np.asarray(model.predict_on_batch(image)), repeats, warmup=3)
+    environment = describe_environment()
+    return {
+        "model": model_name,
+        "backend": environment["backend"],
+        "device": environment["device"],
+        "img_size": LATENCY_IMAGE_SIZE,
+        "latency_mean_ms": float(times.mean()),
+        "latency_std_ms": float(times.std(ddof=1)),
+        "repeats": repeats,
+    }

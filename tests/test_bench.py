@@ -1,0 +1,31 @@
+import json
+
+import pytest
+
+from kbench.cli import main
+
+
+def test_bench_reports_step_times_throughput_and_flops(capsys):
+    code = main(["bench", "a1", "--image-size", "16", "--batch-size", "8", "--steps", "3", "--warmup", "1", "--format", "json"])
+    row = json.loads(capsys.readouterr().out)[0]
+    assert code == 0 and row["model"] == "a1" and row["batch_size"] == 8
+    for prefix in ("train", "infer"):
+        assert 0 < row[f"{prefix}_step_time_ms"] <= row[f"{prefix}_step_p90_ms"]
+        assert row[f"{prefix}_samples_per_sec"] == pytest.approx(8000 / row[f"{prefix}_step_time_ms"])
+        assert row[f"{prefix}_gflops_per_s"] > 0
+    # A1 at 16x16x3: conv 3x3x3x16 on 14x14, conv 3x3x16x32 on 5x5, dense 800x32, dense 32x10
+    assert row["gmacs_per_image"] * 1e9 == pytest.approx(14 * 14 * 27 * 16 + 5 * 5 * 144 * 32 + 800 * 32 + 320)
+
+
+def test_bench_latency_follows_the_s2_protocol_on_a_750px_image(capsys):
+    assert main(["bench", "a1", "--latency", "--repeats", "3", "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["img_size"] == 750 and row["repeats"] == 3
+    assert row["latency_mean_ms"] > 0 and row["latency_std_ms"] >= 0
+
+
+def test_bench_rejects_unknown_models_and_bad_sizes(capsys):
+    assert main(["bench", "resnet9000"]) == 2
+    assert "unknown model 'resnet9000'" in capsys.readouterr().err
+    assert main(["bench", "a1", "--batch-size", "0"]) == 2
+    assert "--batch-size 0: must be at least 1" in capsys.readouterr().err

@@ -50,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--backends", default="tensorflow,jax,torch", help="comma-separated (default: all three)")
     compare.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per grid point (default 1)")
     compare.add_argument("--data-dir", type=Path, default=None, help="as for `kbench run`")
+
+    bench = commands.add_parser("bench", help="train/predict step speed of a model on synthetic data")
+    bench.add_argument("model", help="a registered model name (see `kbench models`)")
+    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--image-size", type=int, default=32)
+    bench.add_argument("--channels", type=int, default=3)
+    bench.add_argument("--num-classes", type=int, default=10)
+    bench.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing, compilation)")
+    bench.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
+    bench.add_argument("--latency", action="store_true",
+                       help="S2's protocol instead: one 750x750x3 image, --repeats predictions, mean +- std")
+    bench.add_argument("--repeats", type=int, default=100, help="predictions timed by --latency (default 100)")
+    bench.add_argument("--format", choices=("table", "csv", "json"), default="table")
     tensorboard = commands.add_parser("tensorboard", help="serve TensorBoard on an experiment's results (or on all)")
     tensorboard.add_argument("experiment", nargs="?", default=None,
                              help="an experiment name or .py file (default: every experiment in --logs-dir)")
@@ -58,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f"results folder (default: ${LOGS_DIR_ENV} or ./logs)")
     tensorboard.add_argument("--port", type=int, default=None, help="default: the first free port from 6006")
     tensorboard.add_argument("--host", default=None, help="address to listen on (default: localhost)")
+    models = commands.add_parser("models", help="list the registered models: parameters, GMACs per image, description")
+    models.add_argument("names", nargs="*", metavar="MODEL", help="models to show (default: all; building them all takes a while)")
+    models.add_argument("--input-shape", default="32,32,3", help="HEIGHT,WIDTH,CHANNELS the models are built for (default 32,32,3)")
+    models.add_argument("--num-classes", type=int, default=10, help="size of the classification head (default 10)")
     return parser
 
 
@@ -139,7 +157,41 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     return serve(tensorboard_logdir(args.logs_dir, name, args.quick), args.port, args.host)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "tensorboard": cmd_tensorboard}
+def cmd_models(args: argparse.Namespace) -> int:
+    from kbench.models.complexity import format_model_table, model_table, parse_input_shape
+
+    table = model_table(args.names, parse_input_shape(args.input_shape), args.num_classes)
+    print(format_model_table(table))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from kbench import bench
+    from kbench.models import MODELS
+    from kbench.results.table import format_table
+
+    MODELS.get(args.model)  # an unknown name fails here, before any work
+    for name in ("batch_size", "image_size", "steps", "num_classes", "channels"):
+        if getattr(args, name) < 1:
+            raise KbenchError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if args.latency:
+        row = bench.latency(args.model, args.num_classes, args.repeats)
+    else:
+        settings = bench.BenchSettings(args.model, args.batch_size, args.image_size, args.channels,
+                                       args.num_classes, args.steps, args.warmup, args.jit_compile)
+        row = bench.bench(settings)
+    table = pd.DataFrame([row])
+    if args.format == "table":
+        print(table.T.to_string(header=False, float_format=lambda v: f"{v:.4g}"))
+    else:
+        print(format_table(table, args.format))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "bench": cmd_bench, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "tensorboard": cmd_tensorboard,
+            "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

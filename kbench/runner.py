@@ -60,6 +60,7 @@ def run_experiment(
 ) -> RunOutcome:
     """Train every unfinished grid point of `experiment` and evaluate the best trial."""
     from kbench.reports.evaluation import EVALUATION_DIR, SUMMARY_FILE, evaluate_checkpoint
+    from kbench.reports.tensorboard_summaries import write_hparams, write_images
     from kbench.training.trial import BACKUP_DIR, CHECKPOINT_FILE, train_trial
 
     plan = resolve_trials(experiment, overrides)
@@ -87,6 +88,7 @@ def run_experiment(
             failed.append(trial_dir.name)
             continue
         write_json_atomic(trial_dir / METRICS_FILE, metrics | {"trial": trial_dir.name, "config": config.to_dict()})
+        write_hparams(trial_dir, config, plan.grid_keys, metrics)
         shutil.rmtree(trial_dir / BACKUP_DIR, ignore_errors=True)  # only an unfinished trial needs it
         trained += 1
         print(f"{label}: {metrics['status']}, test accuracy {metrics.get('test_accuracy', float('nan')):.4f}", flush=True)
@@ -98,6 +100,7 @@ def run_experiment(
             print(f"kbench: evaluating the best trial {trial_dir.name} (by validation accuracy)", flush=True)
             data = datasets[config.dataset].subset(config.train_subset, config.test_subset)
             evaluate_checkpoint(trial_dir / CHECKPOINT_FILE, data, trial_dir / EVALUATION_DIR)
+            write_images(trial_dir, trial_dir / EVALUATION_DIR)
         write_json_atomic(store.root / BEST_TRIAL_FILE, {"trial": trial_dir.name, "config": config.to_dict()})
     return RunOutcome(store, trained, skipped, failed, best[1] if best else None)
 

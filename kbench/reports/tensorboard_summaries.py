@@ -1,0 +1,99 @@
+"""What kbench adds to a trial's TensorBoard folder beyond Keras's own curves.
+
+- HParams: the trial's grid values (and backend) with its final metrics, so
+  TensorBoard's HParams dashboard lists every trial of a grid side by side.
+- Images: the best trial's evaluation figures (confusion matrix, misclassified
+  gallery), in the IMAGES tab.
+
+Everything is written with `tf.summary` file writers: TensorFlow is installed
+with every backend (Keras's TensorBoard callback needs it too), so this works
+the same under JAX and PyTorch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from kbench.config import TrialConfig
+
+TENSORBOARD_DIR = "tensorboard"  # the folder Keras's TensorBoard callback writes (kbench.training.trial)
+
+# Final numbers of metrics.json shown as HParams metric columns, with their titles.
+FINAL_METRICS = {
+    "test_accuracy": "test accuracy",
+    "test_loss": "test loss",
+    "best_val_accuracy": "best validation accuracy",
+    "train_images_per_s": "training images/s",
+}
+
+
+def hparam_value(value: Any) -> bool | int | float | str:
+    """A grid value as HParams accepts it (bool, int, float or str); anything else as its text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def trial_hparams(config: TrialConfig, grid_keys: list[str], backend: str) -> dict[str, bool | int | float | str]:
+    """The trial's grid values plus its backend: the columns that tell trials apart."""
+    return {**{key: hparam_value(config.get(key)) for key in grid_keys}, "backend": backend}
+
+
+def _writer(tensorboard_dir: Path):
+    import tensorflow as tf
+
+    tensorboard_dir.mkdir(parents=True, exist_ok=True)
+    return tf.summary.create_file_writer(str(tensorboard_dir))
+
+
+def write_hparams(trial_dir: Path, config: TrialConfig, grid_keys: list[str], metrics: dict[str, Any]) -> None:
+    """Record a finished trial in the HParams dashboard: hyper-parameters, then its final metrics.
+
+    The experiment config (hparams_config) goes into every trial's folder:
+    each trial's folder is then complete on its own, and all trials of one
+    grid write the same config, so TensorBoard may pick any of them.
+    """
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    hparams = trial_hparams(config, grid_keys, metrics.get("backend", "unknown"))
+    step = int(metrics.get("epochs_run") or 0)  # after the last epoch, beside Keras's epoch curves
+    started = time.time() - float(metrics.get("wall_time_s") or 0.0)
+    writer = _writer(trial_dir / TENSORBOARD_DIR)
+    with writer.as_default():
+        hp.hparams_config(
+            hparams=[hp.HParam(name) for name in hparams],
+            metrics=[hp.Metric(tag, display_name=title) for tag, title in FINAL_METRICS.items()],
+        )
+        # The trial id names the trial across runs and backends (one session group per trial folder).
+        hp.hparams(hparams, trial_id="/".join(trial_dir.parts[-3:]), start_time_secs=started)
+        for tag in FINAL_METRICS:
+            if metrics.get(tag) is not None:
+                tf.summary.scalar(tag, float(metrics[tag]), step=step)
+    writer.close()
+
+
+def write_images(trial_dir: Path, evaluation_dir: Path, step: int = 0) -> list[str]:
+    """Copy the evaluation PNGs (confusion matrix, misclassified gallery, ...) into the trial's IMAGES tab.
+
+    Returns the image tags written.
+    """
+    import tensorflow as tf
+
+    tags = []
+    writer = _writer(trial_dir / TENSORBOARD_DIR)
+    with writer.as_default():
+        for path in sorted(evaluation_dir.glob("*.png")):
+            pixels = np.asarray(Image.open(path).convert("RGB"))
+            tag = f"evaluation/{path.stem}"
+            tf.summary.image(tag, pixels[np.newaxis], step=step)
+            tags.append(tag)
+    writer.close()
+    return tags

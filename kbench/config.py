@@ -33,6 +33,9 @@ class TrialConfig:
     batch_size: int = 32
     optimizer: str = "adam"
     learning_rate: float | None = None  # None: the optimizer's Keras default
+    lr_schedule: str = "constant"  # constant, cosine, cosine_restarts or step (kbench.training.recipe)
+    lr_decay_epochs: int = 10  # cosine length, first restart period, or step interval
+    lr_decay_factor: float = 0.1  # step schedule's multiplier
     momentum: float | None = None
     weight_decay: float | None = None
     loss: str = "sparse_categorical_crossentropy"
@@ -41,6 +44,8 @@ class TrialConfig:
     validation_split: float = 0.2  # used when the data set has no validation split of its own
     monitor: str = "val_accuracy"  # what ModelCheckpoint keeps the best of
     seed: int = 0
+    augment: str = "none"  # none, flip or crop_flip (kbench.training.recipe)
+    image_size: int | None = None  # resize images to image_size x image_size before training
     train_subset: int | None = None  # first N training examples (quick runs)
     test_subset: int | None = None
     histogram_freq: int = 0  # TensorBoard weight histograms every N epochs; 0 = off
@@ -83,6 +88,7 @@ class Experiment:
     description: str
     base: TrialConfig
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    # --quick: fixed values (a key of the grid replaces that axis) for a smoke run.
     quick: dict[str, Any] = field(
         default_factory=lambda: {"epochs": 1, "train_subset": 512, "test_subset": 256}
     )
@@ -209,9 +215,11 @@ def resolve_trials(experiment: Experiment, overrides: Overrides) -> TrialPlan:
     Every key and value is checked here, so mistakes surface before training.
     """
     fixed: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {k: list(v) for k, v in experiment.grid.items()}
     if overrides.quick:
         fixed.update(experiment.quick)
-    grid: dict[str, list[Any]] = {k: list(v) for k, v in experiment.grid.items()}
+        for key in experiment.quick:  # a quick value also replaces a grid axis, shrinking the grid
+            grid.pop(key, None)
     base_model = experiment.base.model
 
     def models_in_play() -> list[str]:
@@ -270,8 +278,13 @@ def validate(config: TrialConfig) -> None:
             raise KbenchError(f"{key}={getattr(config, key)} must be at least 1")
     if not 0 <= config.validation_split < 1:
         raise KbenchError(f"validation_split={config.validation_split} must be in [0, 1)")
-    if config.jit_compile not in JIT_CHOICES:
-        raise KbenchError(f"jit_compile={config.jit_compile!r} must be one of {', '.join(JIT_CHOICES)}")
+    from kbench.training.recipe import AUGMENTATIONS, SCHEDULES
+
+    for key, choices in (("jit_compile", JIT_CHOICES), ("lr_schedule", SCHEDULES), ("augment", AUGMENTATIONS)):
+        if getattr(config, key) not in choices:
+            raise KbenchError(f"{key}={getattr(config, key)!r} must be one of {', '.join(choices)}")
+    if config.lr_schedule != "constant" and config.learning_rate is None:
+        raise KbenchError(f"lr_schedule={config.lr_schedule} needs learning_rate, e.g. --set learning_rate=0.1")
     _check_keras_name("optimizer", config.optimizer)
     _check_keras_name("loss", config.loss)
 

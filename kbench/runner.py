@@ -98,7 +98,7 @@ def run_experiment(
         config, trial_dir = best
         if not (trial_dir / EVALUATION_DIR / SUMMARY_FILE).exists():
             print(f"kbench: evaluating the best trial {trial_dir.name} (by validation accuracy)", flush=True)
-            data = datasets[config.dataset].subset(config.train_subset, config.test_subset)
+            data = datasets[config.dataset].subset(config.train_subset, config.test_subset).resized(config.image_size)
             evaluate_checkpoint(trial_dir / CHECKPOINT_FILE, data, trial_dir / EVALUATION_DIR)
             write_images(trial_dir, trial_dir / EVALUATION_DIR)
         write_json_atomic(store.root / BEST_TRIAL_FILE, {"trial": trial_dir.name, "config": config.to_dict()})

@@ -43,6 +43,19 @@ class ArrayDataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def resized(self, size: int | None) -> "ArrayDataset":
+        """The same data set with every image resized to size x size (unchanged for None)."""
+        if size is None:
+            return self
+
+        def resize(images: np.ndarray | None) -> np.ndarray | None:
+            return None if images is None else resize_images(images, size)
+
+        return ArrayDataset(
+            self.name, resize(self.x_train), self.y_train, resize(self.x_test), self.y_test,
+            self.class_names, resize(self.x_val), self.y_val,
+        )
+
     def subset(self, train: int | None, test: int | None) -> "ArrayDataset":
         """The first `train` / `test` examples (stratification is the loader's job)."""
         return ArrayDataset(
@@ -55,6 +68,21 @@ class ArrayDataset:
             self.x_val,
             self.y_val,
         )
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of uint8 NHWC images to size x size (PIL, one image at a time)."""
+    from PIL import Image
+
+    if images.shape[1:3] == (size, size):
+        return images
+    grey = images.shape[-1] == 1
+    resized = [
+        np.asarray(Image.fromarray(image[..., 0] if grey else image).resize((size, size), Image.BILINEAR))
+        for image in images
+    ]
+    out = np.stack(resized)
+    return out[..., np.newaxis] if grey else out
 
 
 def default_data_dir() -> Path | None:

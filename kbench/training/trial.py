@@ -22,6 +22,7 @@ from kbench.results.store import CONFIG_FILE, read_json, write_json_atomic
 from kbench.training.callbacks import EpochTimer
 from kbench.training.environment import describe_environment
 from kbench.training.feed import training_feed
+from kbench.training.recipe import learning_rate, with_augmentation
 from kbench.training.measure import inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
 
 HISTORY_FILE = "history.csv"
@@ -30,13 +31,13 @@ BACKUP_DIR = "backup"
 JIT = {"auto": "auto", "true": True, "false": False}
 
 
-def make_optimizer(config: TrialConfig) -> keras.optimizers.Optimizer:
-    """An optimizer by Keras name, with learning rate / momentum / weight decay where set."""
+def make_optimizer(config: TrialConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """An optimizer by Keras name, with learning rate (or schedule) / momentum / weight decay where set."""
     optimizer_class = type(keras.optimizers.get(config.optimizer))
     settings = {
         key: value
         for key, value in (
-            ("learning_rate", config.learning_rate),
+            ("learning_rate", learning_rate(config, steps_per_epoch)),
             ("momentum", config.momentum),
             ("weight_decay", config.weight_decay),
         )
@@ -134,11 +135,12 @@ def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbos
     write_json_atomic(trial_dir / "environment.json", describe_environment())
     keras.utils.set_random_seed(config.seed)
 
-    data = data.subset(config.train_subset, config.test_subset)
+    data = data.subset(config.train_subset, config.test_subset).resized(config.image_size)
     x_train, y_train, x_val, y_val = split_validation(data, config.validation_split)
     model = build_model(config.model, data.input_shape, data.num_classes, **config.model_options)
+    model = with_augmentation(model, config.augment, config.seed)
     model.compile(
-        optimizer=make_optimizer(config),
+        optimizer=make_optimizer(config, math.ceil(len(x_train) / config.batch_size)),
         loss=make_loss(config),
         metrics=list(config.metrics),
         jit_compile=JIT[config.jit_compile],
@@ -164,9 +166,10 @@ def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbos
         model.load_weights(trial_dir / BACKUP_DIR / "latest.weights.h5")
 
     history = read_history(trial_dir / HISTORY_FILE)
-    test = model.evaluate(
-        data.x_test.astype(np.float32), data.y_test, batch_size=config.batch_size, return_dict=True, verbose=0
-    )
+    x_test = data.x_test.astype(np.float32)
+    test = model.evaluate(x_test, data.y_test, batch_size=config.batch_size, return_dict=True, verbose=0)
+    predicted = np.asarray(model.predict(x_test, batch_size=config.batch_size, verbose=0)).argmax(axis=1)
+    test |= macro_scores(data.y_test, predicted)
     accelerator_mb, accelerator_note = peak_accelerator_memory_mb()
     return (
         summarize(config, history, test, model.count_params(), len(x_train), len(x_val), len(data.x_test))
@@ -178,6 +181,14 @@ def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbos
             "wall_time_s": time.perf_counter() - started,
         }
     )
+
+
+def macro_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Macro-averaged precision, recall and F1 over classes (scikit-learn), as S3 reports them."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
+    return {"macro_precision": float(precision), "macro_recall": float(recall), "macro_f1": float(f1)}
 
 
 def summarize(

@@ -1,0 +1,59 @@
+"""Training-recipe pieces named in a TrialConfig: learning-rate schedules and augmentation.
+
+Augmentation layers are put in front of the model, so they run in the
+backend's own ops on every backend and are inactive at inference.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from kbench.errors import KbenchError
+
+SCHEDULES = ("constant", "cosine", "cosine_restarts", "step")
+AUGMENTATIONS = ("none", "crop_flip", "flip")
+
+
+def learning_rate(config, steps_per_epoch: int):
+    """A float, or a Keras schedule counted in optimizer steps.
+
+    cosine: decay to 0 over `lr_decay_epochs`; cosine_restarts: SGDR with a first
+    period of `lr_decay_epochs`; step: multiply by `lr_decay_factor` every
+    `lr_decay_epochs` (PyTorch's StepLR).
+    """
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    if config.learning_rate is None:
+        raise KbenchError(f"lr_schedule={config.lr_schedule} needs learning_rate to be set")
+    period = config.lr_decay_epochs * steps_per_epoch
+    schedules = keras.optimizers.schedules
+    if config.lr_schedule == "cosine":
+        return schedules.CosineDecay(config.learning_rate, decay_steps=period)
+    if config.lr_schedule == "cosine_restarts":
+        return schedules.CosineDecayRestarts(config.learning_rate, first_decay_steps=period)
+    return schedules.ExponentialDecay(config.learning_rate, period, config.lr_decay_factor, staircase=True)
+
+
+def with_augmentation(model: keras.Model, augment: str, seed: int) -> keras.Model:
+    """`model` behind random training-time augmentation; the same model when augment='none'.
+
+    crop_flip: S2's CIFAR recipe, pad 4 pixels + random crop back to size (a random
+    shift of up to 4 pixels with zero fill), then a horizontal flip. RandomTranslation
+    rather than ZeroPadding2D + RandomCrop: at inference RandomCrop resizes the padded
+    image instead of passing it through.
+    """
+    if augment == "none":
+        return model
+    height, width = model.input_shape[1:3]
+    steps: list[layers.Layer] = []
+    if augment == "crop_flip":
+        steps.append(
+            layers.RandomTranslation(4 / height, 4 / width, fill_mode="constant", interpolation="nearest", seed=seed)
+        )
+    steps.append(layers.RandomFlip("horizontal", seed=seed + 1))
+    inputs = keras.Input(shape=model.input_shape[1:])
+    x = inputs
+    for step in steps:
+        x = step(x)
+    return keras.Model(inputs, model(x), name=f"{model.name}_{augment}")

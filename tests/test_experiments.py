@@ -1,0 +1,28 @@
+"""Every experiment file runs end to end in quick mode (further shrunk), on the current backend."""
+
+import pytest
+
+from kbench.cli import main
+from kbench.config import Overrides, resolve_trials
+from kbench.experiments import experiment_files, load_experiment_file
+
+SHRINK = ["--set", "train_subset=96", "--set", "test_subset=48"]
+# Experiments whose quick grid builds large ImageNet architectures: minutes per backend on 2 cores.
+LARGE = {"cifar_resnet", "cifar_resnet_final", "chars"}
+
+
+def experiment_params():
+    for name in experiment_files():
+        marks = [pytest.mark.slow] if name in LARGE else []
+        yield pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", experiment_params())
+def test_experiment_quick_run_finishes(name, request, logs_dir, capsys):
+    experiment = load_experiment_file(experiment_files()[name])
+    datasets = {t.dataset for t in resolve_trials(experiment, Overrides(quick=True)).trials}
+    data_args = ["--data-dir", str(request.getfixturevalue("cifar_data_dir"))] if "cifar10" in datasets else []
+    code = main(["run", name, "--quick", *SHRINK, *data_args, "--logs-dir", str(logs_dir), "--verbose", "0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "failed 0" in out and list(logs_dir.rglob("evaluation/summary.json"))

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="S2's protocol instead: one 750x750x3 image, --repeats predictions, mean +- std")
     bench.add_argument("--repeats", type=int, default=100, help="predictions timed by --latency (default 100)")
     bench.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
     tensorboard = commands.add_parser("tensorboard", help="serve TensorBoard on an experiment's results (or on all)")
     tensorboard.add_argument("experiment", nargs="?", default=None,
                              help="an experiment name or .py file (default: every experiment in --logs-dir)")
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f"results folder (default: ${LOGS_DIR_ENV} or ./logs)")
     tensorboard.add_argument("--port", type=int, default=None, help="default: the first free port from 6006")
     tensorboard.add_argument("--host", default=None, help="address to listen on (default: localhost)")
+
+    report = commands.add_parser("report", help="write an HTML page (and Markdown) of an experiment's results")
+    _add_overrides(report)
+    report.add_argument("--data-dir", type=Path, default=None,
+                        help="as for `kbench run`: the test images of the misclassification dashboard")
     models = commands.add_parser("models", help="list the registered models: parameters, GMACs per image, description")
     models.add_argument("names", nargs="*", metavar="MODEL", help="models to show (default: all; building them all takes a while)")
     models.add_argument("--input-shape", default="32,32,3", help="HEIGHT,WIDTH,CHANNELS the models are built for (default 32,32,3)")
@@ -157,6 +163,15 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     return serve(tensorboard_logdir(args.logs_dir, name, args.quick), args.port, args.host)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from kbench.experiments import load_experiment
+    from kbench.reports.html_report import write_report
+
+    html_path, markdown_path = write_report(load_experiment(args.experiment), _overrides(args), args.logs_dir, args.data_dir)
+    print(f"kbench: wrote {html_path} and {markdown_path}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from kbench.models.complexity import format_model_table, model_table, parse_input_shape
 
@@ -190,7 +205,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "bench": cmd_bench, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "tensorboard": cmd_tensorboard,
+COMMANDS = {"list": cmd_list, "bench": cmd_bench, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "tensorboard": cmd_tensorboard, "report": cmd_report,
             "models": cmd_models}
 
 

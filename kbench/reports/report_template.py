@@ -1,0 +1,136 @@
+"""The page of `kbench report`: a Jinja2 template with its CSS and JavaScript inline (one file, no network)."""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1240px;
+       padding: 0 1rem; color: #222; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+h2 { margin-top: 2.4rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+nav a { margin-right: 1rem; }
+table { border-collapse: collapse; margin: .5rem 0; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #ddd; padding: .25rem .55rem; text-align: right; white-space: nowrap; }
+thead th { background: #f3f3f3; position: sticky; top: 0; }
+table.sortable thead th { cursor: pointer; user-select: none; }
+table.sortable thead th:hover { background: #e6e6e6; }
+table.sortable thead th[data-order=asc]::after { content: " \\25B2"; }
+table.sortable thead th[data-order=desc]::after { content: " \\25BC"; }
+.scroll { overflow-x: auto; }
+.note { color: #666; }
+.figures { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+.figures img { max-width: 100%; border: 1px solid #eee; }
+.curves img { width: 590px; }
+.evaluation img { width: calc(50% - 1rem); }
+.filters { display: flex; flex-wrap: wrap; gap: 1.2rem; align-items: center; margin: .6rem 0; }
+.gallery { display: flex; flex-wrap: wrap; gap: .5rem; }
+.thumb { margin: 0; padding: .3rem; border: 1px solid #ddd; border-radius: 4px; width: 92px; text-align: center;
+         font-size: 12px; background: #fafafa; }
+.thumb[hidden] { display: none; }
+.thumb img { width: 64px; height: 64px; object-fit: contain; image-rendering: pixelated; }
+.confidence { color: #b22222; font-weight: 600; }
+</style>
+</head>
+<body>
+<h1>{{ title }}</h1>
+<p>{{ description }}</p>
+<p class="note">Generated {{ generated }} from <code>{{ run_dir }}</code>. Backends: {{ backends | join(", ") }}.</p>
+<nav><a href="#results">Results</a><a href="#backends">Backends</a><a href="#curves">Training curves</a>
+{% for best in best_trials %}<a href="#best-{{ best.backend }}">Best trial ({{ best.backend }})</a>{% endfor %}</nav>
+
+<h2 id="results">Results</h2>
+<p class="note">One row per grid point and backend; click a column header to sort.
+{% if published_source %}Shaded <code>published_*</code> columns: {{ published_source }}.{% endif %}</p>
+<div class="scroll">{{ results_html | safe }}</div>
+
+<h2 id="backends">Backends</h2>
+{% if comparison_html %}
+<p class="note">Test accuracy and training throughput (images/s, median over epochs after the first) per backend.</p>
+<div class="scroll">{{ comparison_html | safe }}</div>
+{% else %}
+<p class="note">Finished results from one backend only ({{ backends | join(", ") }}): run the same grid with another
+KERAS_BACKEND (or <code>kbench compare</code>) to compare backends here.</p>
+{% endif %}
+<div class="figures">{% for picture in comparison_pictures %}<img src="{{ picture.data_uri }}" alt="{{ picture.title }}">{% endfor %}</div>
+
+<h2 id="curves">Training curves</h2>
+<div class="figures curves">
+{% for picture in curves %}<img src="{{ picture.data_uri }}" alt="{{ picture.title }}" title="{{ picture.title }}">
+{% else %}<p class="note">No training history yet.</p>{% endfor %}
+</div>
+
+{% for best in best_trials %}
+<h2 id="best-{{ best.backend }}">Best trial on {{ best.backend }}: {{ best.trial }}</h2>
+<p>Chosen by validation accuracy. Its reloaded checkpoint: test accuracy
+{{ "%.4f" | format(best.summary.checkpoint_test_accuracy) }}, macro F1 {{ "%.4f" | format(best.summary.macro_f1) }},
+{{ best.summary.misclassified }} of {{ best.summary.n_test }} test images misclassified.</p>
+<div class="figures evaluation">{% for picture in best.pictures %}<img src="{{ picture.data_uri }}" alt="{{ picture.title }}">{% endfor %}</div>
+<h3>Per-class metrics</h3>
+<div class="scroll">{{ best.per_class_html | safe }}</div>
+<h3>Misclassified test images</h3>
+<section class="misclassified" id="misclassified-{{ best.backend }}">
+<div class="filters">
+<label>True class <select class="filter-true"><option value="">all</option>
+{% for name in best.true_classes %}<option value="{{ name }}">{{ name }}</option>{% endfor %}</select></label>
+<label>Predicted class <select class="filter-predicted"><option value="">all</option>
+{% for name in best.predicted_classes %}<option value="{{ name }}">{{ name }}</option>{% endfor %}</select></label>
+<span class="shown-count note"></span>
+</div>
+{% if best.note %}<p class="note">{{ best.note }}</p>{% endif %}
+<div class="gallery">
+{% for card in best.cards %}<figure class="thumb" data-true="{{ card.true }}" data-predicted="{{ card.predicted }}">
+{% if card.src %}<img src="{{ card.src }}" alt="test image {{ card.index }}">{% endif %}
+<figcaption>#{{ card.index }}<br>{{ card.true }} &rarr; {{ card.predicted }}<br>
+<span class="confidence">{{ "%.0f" | format(card.confidence * 100) }}%</span></figcaption></figure>
+{% endfor %}
+</div>
+</section>
+{% endfor %}
+
+<script>
+// Sortable tables: click a header to sort by that column (numbers as numbers, blanks last), again to reverse.
+document.querySelectorAll("table.sortable").forEach((table) => {
+  const headers = [...table.tHead.rows[0].cells];
+  const key = (row, column) => {
+    const text = row.cells[column].textContent.trim();
+    const number = parseFloat(text.replace(/,/g, ""));
+    return isNaN(number) ? text : number;
+  };
+  headers.forEach((header, column) => header.addEventListener("click", () => {
+    const ascending = header.dataset.order !== "asc";
+    headers.forEach((other) => delete other.dataset.order);
+    header.dataset.order = ascending ? "asc" : "desc";
+    const rows = [...table.tBodies[0].rows];
+    rows.sort((a, b) => {
+      const x = key(a, column), y = key(b, column);
+      const order = typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : (typeof x === "number" ? -1 : 1);
+      return ascending ? order : -order;
+    });
+    table.tBodies[0].append(...rows);
+  }));
+});
+
+// Misclassification dashboards: show the images whose true and predicted classes match both selects.
+document.querySelectorAll("section.misclassified").forEach((board) => {
+  const byTrue = board.querySelector(".filter-true"), byPredicted = board.querySelector(".filter-predicted");
+  const update = () => {
+    let shown = 0;
+    board.querySelectorAll(".thumb").forEach((card) => {
+      const visible = (!byTrue.value || card.dataset.true === byTrue.value)
+        && (!byPredicted.value || card.dataset.predicted === byPredicted.value);
+      card.hidden = !visible;
+      shown += visible;
+    });
+    board.querySelector(".shown-count").textContent = `${shown} shown`;
+  };
+  byTrue.addEventListener("change", update);
+  byPredicted.addEventListener("change", update);
+  update();
+});
+</script>
+</body>
+</html>
+"""

@@ -1,0 +1,179 @@
+"""`kbench report`: one self-contained HTML page and a Markdown twin, checked in a real browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from kbench.cli import main
+from kbench.config import Overrides
+from kbench.experiments import load_experiment
+from kbench.reports.html_report import collect_report, misclassified_thumbnails, render_html
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+# Debian's packages `chromium` and `chromium-driver`; the driver is named explicitly so that
+# Selenium Manager never tries to download one (the tests run offline).
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+DATA_URI = "data:image/png;base64,"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """logs/quickstart-quick after `kbench run quickstart --quick` and `kbench report quickstart --quick`."""
+    logs = tmp_path_factory.mktemp("report") / "logs"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        assert main(["run", "quickstart", "--quick", "--logs-dir", str(logs), "--verbose", "0"]) == 0
+        assert main(["report", "quickstart", "--quick", "--logs-dir", str(logs)]) == 0
+    return logs / "quickstart-quick"
+
+
+def mistakes(run_dir: Path) -> pd.DataFrame:
+    backend_dir = next(path for path in run_dir.iterdir() if path.is_dir())
+    best = json.loads((backend_dir / "best_trial.json").read_text())["trial"]
+    return pd.read_csv(backend_dir / best / "evaluation" / "misclassified.csv", dtype={"true": str, "predicted": str})
+
+
+def test_the_page_is_one_self_contained_file(run_dir):
+    page = (run_dir / "report.html").read_text()
+    sources = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert sources and all(source.startswith(DATA_URI) for source in sources)
+    for source in sources:
+        Image.open(io.BytesIO(base64.b64decode(source[len(DATA_URI):]))).verify()
+    assert not re.search(r'<(script|link)[^>]+(src|href)=', page), "no external scripts or styles"
+    assert page.count('class="thumb"') == len(mistakes(run_dir))
+    assert 'id="T_results"' in page and "test_accuracy" in page
+
+
+def test_markdown_links_images_that_exist(run_dir):
+    markdown = (run_dir / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert any(link.endswith("confusion_matrix.png") for link in links)
+    assert sum(link.endswith("training_curves.png") for link in links) == 4
+    assert all((run_dir / link).is_file() for link in links)
+    assert "| model" in markdown and "test_accuracy" in markdown
+
+
+def test_several_backends_are_compared(tmp_path, run_dir):
+    """A copy of one backend's results under another backend's name gives the page a comparison."""
+    logs = tmp_path / "logs"
+    shutil.copytree(run_dir, logs / run_dir.name)
+    ran = next(path.name for path in (logs / run_dir.name).iterdir() if path.is_dir())
+    other = next(name for name in ("jax", "torch", "tensorflow") if name != ran)
+    shutil.copytree(logs / run_dir.name / ran, logs / run_dir.name / other)
+
+    report = collect_report(load_experiment("quickstart"), Overrides(quick=True), logs)
+    assert report.comparison is not None and len(report.comparison) == 4
+    assert set(report.comparison.columns.get_level_values("backend")) == {ran, other}
+    assert [best.backend for best in report.best_trials] == sorted([ran, other])
+    assert 'id="best-' + other + '"' in render_html(report)
+
+
+def test_published_figures_stand_beside_ours(logs_dir):
+    (logs_dir / "cifar_grid" / "jax").mkdir(parents=True)  # nothing run yet: every trial pending
+    experiment = load_experiment("cifar_grid")
+    page = render_html(collect_report(experiment, Overrides(), logs_dir))
+    assert "published_test_accuracy" in page and "pending" in page
+    assert experiment.published_source and experiment.published_source in page
+
+
+def test_missing_test_images_leave_a_note_not_an_error(tmp_path):
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    (trial_dir / "config.json").write_text(json.dumps({"dataset": "cifar10"}))
+    rows = pd.DataFrame({"index": [0], "true": ["cat"], "predicted": ["dog"], "confidence": [0.9]})
+    thumbnails, note = misclassified_thumbnails(trial_dir, rows, data_dir=tmp_path)
+    assert thumbnails == [""] and "unavailable" in note
+
+
+def test_report_without_results_says_what_to_run(capsys, logs_dir):
+    assert main(["report", "quickstart", "--quick", "--logs-dir", str(logs_dir)]) == 2
+    assert "run `kbench run quickstart --quick` first" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- in Chromium
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Selenium, collecting the page's console messages."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs Chromium and its driver: apt-get install chromium chromium-driver")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium: pip install -e '.[dev]'")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def save_full_page_screenshot(driver, path: Path) -> None:
+    """The whole page, not only the window (Chrome DevTools' captureBeyondViewport)."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def column_values(table, column: int) -> list[float]:
+    from selenium.webdriver.common.by import By
+
+    return [float(row.find_elements(By.TAG_NAME, "td")[column].text) for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
+
+def test_the_page_renders_sorts_and_filters_in_chromium(browser, run_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    browser.get((run_dir / "report.html").as_uri())
+    save_full_page_screenshot(browser, ARTIFACTS / "report.png")
+
+    broken = browser.execute_script("return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length")
+    assert browser.execute_script("return document.images.length") > 10 and broken == 0
+
+    table = browser.find_element(By.ID, "T_results")
+    headers = [header.text.strip() for header in table.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 4
+    column = headers.index("test_accuracy")
+    table.find_elements(By.CSS_SELECTOR, "thead th")[column].click()
+    assert column_values(table, column) == sorted(column_values(table, column))
+    table.find_elements(By.CSS_SELECTOR, "thead th")[column].click()
+    assert column_values(table, column) == sorted(column_values(table, column), reverse=True)
+
+    board = browser.find_element(By.CSS_SELECTOR, "section.misclassified")
+    by_true, by_predicted = (Select(board.find_element(By.CLASS_NAME, name)) for name in ("filter-true", "filter-predicted"))
+    wrong = mistakes(run_dir)
+    pairs = wrong.groupby(["true", "predicted"]).size()
+    (true, predicted), expected = pairs.idxmax(), pairs.max()
+
+    def shown() -> list:
+        return [card for card in board.find_elements(By.CLASS_NAME, "thumb") if card.is_displayed()]
+
+    by_true.select_by_value(true)
+    assert {card.get_attribute("data-true") for card in shown()} == {true}
+    assert len(shown()) == (wrong["true"] == true).sum()
+    by_predicted.select_by_value(predicted)
+    assert len(shown()) == expected
+    assert board.find_element(By.CLASS_NAME, "shown-count").text == f"{expected} shown"
+    by_true.select_by_value("")
+    assert len(shown()) == (wrong["predicted"] == predicted).sum()
+    by_predicted.select_by_value("")
+    assert len(shown()) == len(wrong)
+
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors

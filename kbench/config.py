@@ -55,8 +55,16 @@ class TrialConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A short stable hash of every setting: equal configs share a trial folder."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=list)
+        """A short stable hash of the settings: equal configs share a trial folder.
+
+        Settings left at their default are not hashed, so adding a new setting
+        to TrialConfig (with a default) keeps every earlier trial's identity.
+        """
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(self)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        changed = {k: v for k, v in self.to_dict().items() if k not in defaults or v != defaults[k]}
+        text = json.dumps(changed, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def get(self, key: str) -> Any:

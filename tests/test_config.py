@@ -53,6 +53,12 @@ def test_bad_overrides_are_rejected_with_the_key_named(overrides, message):
         resolve_trials(load_experiment("cifar_grid"), overrides)
 
 
+def test_fingerprint_ignores_settings_left_at_their_default():
+    # so a setting added to TrialConfig later does not orphan earlier trials
+    explicit = TrialConfig(dataset="digits", model="a1", epochs=10, augment="none", lr_schedule="constant")
+    assert explicit.fingerprint() == TrialConfig(dataset="digits", model="a1").fingerprint()
+
+
 def test_fingerprint_is_stable_and_covers_every_setting():
     a = TrialConfig(dataset="digits", model="a1")
     assert a.fingerprint() == TrialConfig(dataset="digits", model="a1").fingerprint()

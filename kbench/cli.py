@@ -90,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     for name, path in experiment_files().items():
         description = load_experiment_file(path).description.strip().splitlines()[0]
-        print(f"{name:<16} {description}")
+        print(f"{name:<20} {description}")
     return 0
 
 

@@ -9,7 +9,12 @@ def test_s1_cnn_parameter_counts_match_the_study(name, params):
     assert build_model(name, (32, 32, 3), 10).count_params() == params
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+# keras.applications networks take a minute each to build and compile on JAX/CPU: slow-marked.
+LARGE = {"resnet50", "mobilenet_v2", "efficientnet_b0", "efficientnet_b3",
+         "efficientnetv2_b0", "efficientnetv2_b3", "efficientnetv2_s"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE else []) for n in MODELS])
 def test_every_registered_model_builds_and_predicts_logits(name):
     model = build_model(name, (32, 32, 3), 7)
     logits = np.asarray(model.predict(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32"), verbose=0))

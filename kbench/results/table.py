@@ -23,6 +23,8 @@ METRIC_COLUMNS = [
     "params",
 ]
 
+INTEGER_COLUMNS = {"best_epoch", "epochs_run", "params"}
+
 
 def _trial_status(trial_dir: Path | None) -> str:
     if trial_dir is None:
@@ -66,7 +68,10 @@ def results_table(
     for column in columns:
         if column not in table:
             table[column] = None
-    return table
+    for column in INTEGER_COLUMNS & set(table.columns):
+        table[column] = pd.to_numeric(table[column]).astype("Int64")  # ints, with gaps for unfinished trials
+    published = [c for c in table.columns if c.startswith("published_")]
+    return table[[*plan.grid_keys, "backend", *columns, *published]] if rows else table
 
 
 def format_table(table: pd.DataFrame, fmt: str) -> str:
@@ -77,4 +82,7 @@ def format_table(table: pd.DataFrame, fmt: str) -> str:
         return table.to_json(orient="records", indent=2)
     if table.empty:
         return "no results yet"
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+    shown = table.copy()
+    for column in INTEGER_COLUMNS & set(shown.columns):
+        shown[column] = shown[column].astype(object).where(shown[column].notna(), "-")
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")

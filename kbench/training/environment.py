@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
-
-BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy"}
-
 
 def package_version(name: str) -> str | None:
     try:
@@ -62,7 +60,8 @@ def describe_environment() -> dict[str, Any]:
     backend = keras.backend.backend()
     return {
         "backend": backend,
-        "backend_version": package_version(BACKEND_PACKAGES.get(backend, backend)),
+        # the module's own version: TensorFlow may be installed as tensorflow or tensorflow-cpu
+        "backend_version": getattr(importlib.import_module(backend), "__version__", None),
         "keras_version": keras.__version__,
         "numpy_version": package_version("numpy"),
         "device": accelerator(),

@@ -55,6 +55,7 @@ def results_table(
     """
     plan = resolve_trials(experiment, overrides)
     run = run_name(experiment.name, overrides.quick)
+    columns = list(dict.fromkeys(columns))  # callers may name a column twice
     rows = []
     for backend in backends or backends_with_results(logs_dir, run):
         store = RunStore(logs_dir, run, backend)

@@ -97,7 +97,8 @@ def write_official_cifar(path, per_batch=4):
     return files
 
 
-def test_cifar10_official_archive_is_decoded_and_cached(tmp_path):
+def test_cifar10_official_archive_is_decoded_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("KBENCH_CACHE_DIR", str(tmp_path / "cache"))
     files = write_official_cifar(tmp_path / "cifar-10-python.tar.gz")
     data = load_dataset("cifar10", tmp_path)
     assert data.x_train.shape == (20, 32, 32, 3) and data.x_test.shape == (4, 32, 32, 3)

@@ -102,3 +102,11 @@ def test_feed_order_depends_only_on_seed_and_epoch():
     first_epoch, second_epoch = sum(fresh[:3], []), sum(fresh[3:6], [])
     assert sorted(first_epoch) == sorted(second_epoch) == list(range(10)) and first_epoch != second_epoch
     assert labels(seed=4, epochs=1) != fresh[:3]
+
+
+def test_backup_torn_by_a_kill_during_its_first_save_is_discarded(tmp_path, digits):
+    backup = tmp_path / "backup"
+    backup.mkdir(parents=True)
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n torn")  # weights half-written, no epoch number
+    metrics = train_trial(TrialConfig(**TINY | {"epochs": 1}), digits, tmp_path, verbose=0)
+    assert metrics["status"] == "finished" and metrics["epochs_run"] == 1

@@ -6,6 +6,7 @@ Read top to bottom: seed, data, model, compile, callbacks, fit, test, summary.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,18 @@ def split_validation(data: ArrayDataset, fraction: float) -> tuple[np.ndarray, .
 
 
 def resumed_epoch(backup_dir: Path) -> int:
-    """The number of finished epochs BackupAndRestore will restore (0 for a fresh trial)."""
+    """The number of finished epochs BackupAndRestore will restore (0 for a fresh trial).
+
+    BackupAndRestore writes the weights, then the epoch number. Weights without
+    an epoch number are a first backup cut short by a kill (possibly a torn
+    file, which it would fail to load): they are discarded and the trial starts
+    afresh.
+    """
     metadata = backup_dir / "training_metadata.json"
-    return int(read_json(metadata)["epoch"]) if metadata.exists() else 0
+    if metadata.exists():
+        return int(read_json(metadata)["epoch"])
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    return 0
 
 
 def read_history(path: Path) -> pd.DataFrame:

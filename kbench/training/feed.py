@@ -6,9 +6,10 @@ pipeline spans all remaining epochs (fit is given `steps_per_epoch` and
 `shuffle=False`), so a trial resumed at epoch k sees exactly the batches an
 uninterrupted run would, and its results match.
 
-tf.data is used on every backend: measured on a 2-core CPU with the A3 CNN at
-batch 128, it fed JAX and PyTorch as fast as Keras's own array path and 25-35 %
-faster than a `keras.utils.PyDataset` (see BENCHMARKS.md).
+tf.data is used on every backend: measured with benchmarks/feed_bench.py on a
+2-core CPU (A3 CNN, batch 128), it fed JAX and PyTorch about as fast as Keras's
+own array path and 15-35 % faster than a `keras.utils.PyDataset` of NumPy
+batches (on TensorFlow, 1.8x the PyDataset).
 """
 
 from __future__ import annotations

@@ -88,9 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_list(args: argparse.Namespace) -> int:
     from kbench.experiments import experiment_files, load_experiment_file
 
-    for name, path in experiment_files().items():
+    files = experiment_files()
+    width = max(map(len, files), default=0)
+    for name, path in files.items():
         description = load_experiment_file(path).description.strip().splitlines()[0]
-        print(f"{name:<20} {description}")
+        print(f"{name:<{width}}  {description}")
     return 0
 
 

@@ -49,5 +49,7 @@ EXPERIMENT = Experiment(
         _published("svhn", "mobilenet_v2", 95.79, 95.79, 95.82, 95.79, 2892),
         _published("svhn", "vit", 89.7, 89.6, 89.6, 89.7, 11196),
     ],
+    columns=("test_macro_precision", "test_macro_recall", "test_macro_f1", "peak_train_host_memory_mb",
+             "peak_test_host_memory_mb", "peak_train_accelerator_memory_mb", "peak_test_accelerator_memory_mb"),
     published_source="STUDIES.md S3 (PyTorch 2.7, RTX 4070 SUPER, ImageNet-pretrained)",
 )

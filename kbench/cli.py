@@ -39,6 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, default=None,
                      help="folder with local data-set files (default: $KBENCH_DATA_DIR, else download)")
     run.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
+    run.add_argument("--skip-bad", action="store_true",
+                     help="image files: leave out unreadable or mislabelled files instead of stopping "
+                     "(each trial lists them in skipped.csv); same as --set skip_bad=true")
+
+    data = commands.add_parser("data", help="check image-file data sets, or generate the offline study data sets")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    check = data_commands.add_parser("check", help="read a data set (folder tree, archive, Roboflow export or name) and report "
+                                     "its layout, classes and split sizes, or what is wrong with it")
+    check.add_argument("source", help="a folder, an archive or a registered data set name (e.g. symbols)")
+    check.add_argument("--data-dir", type=Path, default=None, help="as for `kbench run`")
+    check.add_argument("--skip-bad", action="store_true", help="list bad files instead of stopping at the first")
+    check.add_argument("--multi-label", action="store_true", help="Roboflow rows may set several classes")
+    for name, what in (("make-symbols", "S5's 5 switch symbols, synthetic + real-looking BEL_ images, as a "
+                        "Roboflow CSV export"), ("make-signs", "S4's 6 speed-limit sign classes as a train/val folder tree")):
+        maker = data_commands.add_parser(name, help=f"render {what}")
+        maker.add_argument("out", type=Path, help="folder to create (must not exist or be empty)")
+        maker.add_argument("--seed", type=int, default=0)
 
     results = commands.add_parser("results", help="print the results table of an experiment")
     _add_overrides(results)
@@ -111,7 +128,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kbench.runner import run_experiment
 
     print(f"kbench: backend {keras.backend.backend()} (keras {keras.__version__}; set KERAS_BACKEND to change)", flush=True)
-    outcome = run_experiment(experiment, _overrides(args), args.logs_dir, args.data_dir, verbose=args.verbose)
+    overrides = _overrides(args)
+    if args.skip_bad:
+        overrides.sets.append("skip_bad=true")
+    outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=args.verbose)
     print(f"kbench: trained {outcome.trained}, skipped {outcome.skipped} finished, failed {len(outcome.failed)}")
     if outcome.best_trial is not None:
         print(f"kbench: best trial {outcome.best_trial} (evaluation in {outcome.best_trial / 'evaluation'})")
@@ -119,6 +139,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.failed:
         print(f"kbench: error: {len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "check":
+        from kbench.data import load_dataset
+        from kbench.data.files import FileDataset
+
+        data = load_dataset(args.source, args.data_dir, skip_bad=args.skip_bad, multi_label=args.multi_label)
+        if not isinstance(data, FileDataset):
+            print(f"{args.source}: in memory, train {data.x_train.shape}, test {data.x_test.shape}, "
+                  f"{data.num_classes} classes")
+            return 0
+        print(data.describe())
+        return 1 if data.skipped else 0
+    from kbench.data import synthetic
+
+    make = synthetic.make_symbols if args.data_command == "make-symbols" else synthetic.make_speed_signs
+    options = synthetic.SymbolOptions(seed=args.seed) if args.data_command == "make-symbols" else synthetic.SignOptions(seed=args.seed)
+    summary = make(args.out, options)
+    print(f"kbench: wrote {args.out}: {summary}")
     return 0
 
 
@@ -208,7 +249,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": cmd_list, "bench": cmd_bench, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "tensorboard": cmd_tensorboard, "report": cmd_report,
-            "models": cmd_models}
+            "models": cmd_models, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

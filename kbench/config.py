@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sklearn.model_selection import ParameterGrid
@@ -44,12 +46,22 @@ class TrialConfig:
     validation_split: float = 0.2  # used when the data set has no validation split of its own
     monitor: str = "val_accuracy"  # what ModelCheckpoint keeps the best of
     seed: int = 0
+    variant: str = ""  # a name for a set of settings (S4: fine_tune, feature_extractor, scratch)
     augment: str = "none"  # none, flip or crop_flip (kbench.training.recipe)
-    image_size: int | None = None  # resize images to image_size x image_size before training
+    image_size: int | None = None  # model input size: arrays are resized up front, files per image
+    pipeline: str = "resize"  # resize or imagenet: how images become inputs (kbench.data.pipeline)
     train_subset: int | None = None  # first N training examples (quick runs)
     test_subset: int | None = None
     histogram_freq: int = 0  # TensorBoard weight histograms every N epochs; 0 = off
     jit_compile: str = "auto"  # "auto", "true" or "false", passed to Model.compile
+    train_layers: str = "all"  # all, or head: a frozen backbone (BatchNorm in inference mode) under a new head
+    restore_best: bool = False  # test the best-validation weights (ModelCheckpoint's) instead of the last epoch's
+    # Image-file data sets (a folder tree, an archive or a Roboflow export; kbench.data.sources):
+    skip_bad: bool = False  # leave out broken or mislabelled files (listed in skipped.csv) instead of stopping
+    multi_label: bool = False  # Roboflow rows may set several classes (read only; training needs one class)
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)  # train/val/test of a tree without split folders
+    group_by: str | None = None  # regex on test file names: metrics for matching files and for the rest
+    group_names: tuple[str, ...] = ("match", "rest")  # names of those two groups in the results
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,6 +88,19 @@ class TrialConfig:
 
 CONFIG_FIELDS: dict[str, Any] = typing.get_type_hints(TrialConfig)
 JIT_CHOICES = ("auto", "true", "false")
+TRAIN_LAYERS = ("all", "head")
+
+
+def looks_like_path(dataset: str) -> bool:
+    """A dataset value naming files rather than a registered data set ('~/signs', './export.zip', 'C:/x')."""
+    return "/" in dataset or "\\" in dataset or dataset.startswith(("~", ".")) or Path(dataset).suffix in (
+        ".zip", ".tar", ".tgz", ".gz"
+    )
+
+
+def trial_config(saved: dict[str, Any]) -> TrialConfig:
+    """A TrialConfig from its saved form (a trial's config.json): lists back to tuples, unknown keys ignored."""
+    return TrialConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in CONFIG_FIELDS})
 
 
 @dataclass
@@ -95,13 +120,16 @@ class Experiment:
 
     description: str
     base: TrialConfig
-    grid: dict[str, list[Any]] = field(default_factory=dict)
+    # Axes to expand, or a list of such dicts for variants (ParameterGrid semantics).
+    grid: dict[str, list[Any]] | list[dict[str, list[Any]]] = field(default_factory=dict)
     # --quick: fixed values (a key of the grid replaces that axis) for a smoke run.
     quick: dict[str, Any] = field(
         default_factory=lambda: {"epochs": 1, "train_subset": 512, "test_subset": 256}
     )
     published: list[PublishedResult] = field(default_factory=list)
     published_source: str = ""
+    # Metrics shown in `kbench results` after the standard ones (e.g. S5's group and per-class accuracy).
+    columns: tuple[str, ...] = ()
     name: str = ""
 
 
@@ -220,37 +248,44 @@ class TrialPlan:
 def resolve_trials(experiment: Experiment, overrides: Overrides) -> TrialPlan:
     """Apply overrides to the experiment and expand its grid (scikit-learn ParameterGrid).
 
-    Every key and value is checked here, so mistakes surface before training.
+    A grid is a dict of axes or, for variants that differ in several settings
+    at once, a list of such dicts (expanded one after the other, as
+    ParameterGrid does); overrides apply to every one. Every key and value is
+    checked here, so mistakes surface before training.
     """
     fixed: dict[str, Any] = {}
-    grid: dict[str, list[Any]] = {k: list(v) for k, v in experiment.grid.items()}
+    grids = [{k: list(v) for k, v in g.items()} for g in _grid_list(experiment.grid)]
     if overrides.quick:
         fixed.update(experiment.quick)
-        for key in experiment.quick:  # a quick value also replaces a grid axis, shrinking the grid
-            grid.pop(key, None)
+        for grid in grids:  # a quick value also replaces a grid axis, shrinking the grid
+            for key in experiment.quick:
+                grid.pop(key, None)
     base_model = experiment.base.model
 
     def models_in_play() -> list[str]:
-        return [str(m) for m in grid.get("model", [fixed.get("model", base_model)])]
+        return list(dict.fromkeys(str(m) for g in grids for m in g.get("model", [fixed.get("model", base_model)])))
 
     for text in overrides.sets:
         key, value = split_assignment(text, "--set")
-        if key == "model":
-            fixed["model"] = value
-            grid.pop("model", None)
-            continue
-        fixed[key] = _parse_for(key, value, models_in_play(), "--set")
-        grid.pop(key, None)  # a fixed value replaces a grid axis of the same name
+        fixed[key] = value if key == "model" else _parse_for(key, value, models_in_play(), "--set")
+        for grid in grids:
+            grid.pop(key, None)  # a fixed value replaces a grid axis of the same name
     for text in overrides.grids:
         key, values = split_assignment(text, "--grid")
         items = [v.strip() for v in values.split(",") if v.strip()]
-        if key == "model":
-            grid["model"] = items
-            continue
-        grid[key] = [_parse_for(key, v, models_in_play(), "--grid") for v in items]
+        parsed = items if key == "model" else [_parse_for(key, v, models_in_play(), "--grid") for v in items]
+        for grid in grids:
+            grid[key] = parsed
         fixed.pop(key, None)
-    trials = [_make_config(experiment.base, {**fixed, **point}) for point in ParameterGrid(grid or {})]
-    return TrialPlan(trials, sorted(grid))
+    points = ParameterGrid([g for g in grids if g] or [{}])
+    # Overrides can make two points equal; a trial runs once.
+    unique = {c.fingerprint(): c for c in (_make_config(experiment.base, {**fixed, **point}) for point in points)}
+    trials = list(unique.values())
+    return TrialPlan(trials, sorted({key for grid in grids for key in grid}))
+
+
+def _grid_list(grid: dict[str, list[Any]] | list[dict[str, list[Any]]]) -> list[dict[str, list[Any]]]:
+    return list(grid) if isinstance(grid, list) else [grid]
 
 
 def _make_config(base: TrialConfig, values: dict[str, Any]) -> TrialConfig:
@@ -274,8 +309,13 @@ def validate(config: TrialConfig) -> None:
     from kbench.data import DATASETS
     from kbench.models import MODELS, model_options
 
-    if config.dataset not in DATASETS:
-        raise KbenchError(f"dataset={config.dataset!r} is unknown; known: {', '.join(DATASETS)}")
+    if config.dataset not in DATASETS and not looks_like_path(config.dataset):
+        raise KbenchError(
+            f"dataset={config.dataset!r} is unknown; known: {', '.join(DATASETS)}, "
+            "or a path to a folder tree, an archive or a Roboflow export"
+        )
+    if looks_like_path(config.dataset) and not Path(config.dataset).expanduser().exists():
+        raise KbenchError(f"dataset={config.dataset!r}: no such folder or archive")
     if config.model not in MODELS:
         raise KbenchError(f"model={config.model!r} is unknown; known: {', '.join(MODELS)}")
     unknown = set(config.model_options) - set(model_options(config.model))
@@ -288,11 +328,29 @@ def validate(config: TrialConfig) -> None:
         raise KbenchError(f"validation_split={config.validation_split} must be in [0, 1)")
     from kbench.training.recipe import AUGMENTATIONS, SCHEDULES
 
-    for key, choices in (("jit_compile", JIT_CHOICES), ("lr_schedule", SCHEDULES), ("augment", AUGMENTATIONS)):
+    from kbench.data.pipeline import PIPELINES
+
+    choices_of = {
+        "jit_compile": JIT_CHOICES,
+        "lr_schedule": SCHEDULES,
+        "augment": AUGMENTATIONS,
+        "pipeline": PIPELINES,
+        "train_layers": TRAIN_LAYERS,
+    }
+    for key, choices in choices_of.items():
         if getattr(config, key) not in choices:
             raise KbenchError(f"{key}={getattr(config, key)!r} must be one of {', '.join(choices)}")
     if config.lr_schedule != "constant" and config.learning_rate is None:
         raise KbenchError(f"lr_schedule={config.lr_schedule} needs learning_rate, e.g. --set learning_rate=0.1")
+    if len(config.split_fractions) != 3 or min(config.split_fractions) < 0 or abs(sum(config.split_fractions) - 1) > 1e-6:
+        raise KbenchError(f"split_fractions={config.split_fractions} must be three fractions (train+val+test) summing to 1")
+    if len(config.group_names) != 2:
+        raise KbenchError(f"group_names={config.group_names} must name two groups: files matching group_by, the rest")
+    if config.group_by is not None:
+        try:
+            re.compile(config.group_by)
+        except re.error as error:
+            raise KbenchError(f"group_by={config.group_by!r} is not a regular expression: {error}") from None
     _check_keras_name("optimizer", config.optimizer)
     _check_keras_name("loss", config.loss)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials
-from kbench.data import ArrayDataset, load_dataset
+from kbench.data import load_dataset
 from kbench.errors import KbenchError
 from kbench.results.store import METRICS_FILE, RunStore, ensure_writable, run_name, write_json_atomic
 
@@ -32,9 +32,22 @@ def current_backend() -> str:
     return keras.backend.backend()
 
 
-def load_all(trials: list[TrialConfig], data_dir: Path | None) -> dict[str, ArrayDataset]:
-    """Every data set the grid needs, loaded before any training so missing data fails early."""
-    return {name: load_dataset(name, data_dir) for name in dict.fromkeys(t.dataset for t in trials)}
+def data_key(config: TrialConfig) -> tuple:
+    """What decides which data a trial reads (the rest of its settings apply later)."""
+    return config.dataset, config.skip_bad, config.multi_label, tuple(config.split_fractions)
+
+
+def load_all(trials: list[TrialConfig], data_dir: Path | None) -> dict[tuple, Any]:
+    """Every data set the grid needs, loaded before any training so missing or broken data fails early."""
+    loaded = {}
+    for config in trials:
+        key = data_key(config)
+        if key not in loaded:
+            loaded[key] = load_dataset(
+                config.dataset, data_dir, skip_bad=config.skip_bad, multi_label=config.multi_label,
+                split_fractions=config.split_fractions,
+            )
+    return loaded
 
 
 def best_finished(store: RunStore, trials: list[TrialConfig]) -> tuple[TrialConfig, Path] | None:
@@ -59,9 +72,9 @@ def run_experiment(
     verbose: int = 2,
 ) -> RunOutcome:
     """Train every unfinished grid point of `experiment` and evaluate the best trial."""
-    from kbench.reports.evaluation import EVALUATION_DIR, SUMMARY_FILE, evaluate_checkpoint
+    from kbench.reports.evaluation import EVALUATION_DIR, SUMMARY_FILE, batch_pictures, evaluate_checkpoint
     from kbench.reports.tensorboard_summaries import write_hparams, write_images
-    from kbench.training.trial import BACKUP_DIR, CHECKPOINT_FILE, train_trial
+    from kbench.training.trial import BACKUP_DIR, CHECKPOINT_FILE, prepared, train_trial
 
     plan = resolve_trials(experiment, overrides)
     store = RunStore(logs_dir, run_name(experiment.name, overrides.quick), current_backend())
@@ -79,11 +92,11 @@ def run_experiment(
             continue
         print(f"{label}: training", flush=True)
         try:
-            metrics = train_trial(config, datasets[config.dataset], trial_dir, verbose=verbose)
-        except KbenchError:
-            raise
+            metrics = train_trial(config, datasets[data_key(config)], trial_dir, verbose=verbose)
         except Exception as error:  # one broken grid point must not stop the grid
-            (trial_dir / "error.txt").write_text(traceback.format_exc())
+            # A KbenchError (e.g. pretrained weights missing offline) is the user's to fix: its message is enough.
+            report = str(error) if isinstance(error, KbenchError) else traceback.format_exc()
+            (trial_dir / "error.txt").write_text(report + "\n")
             print(f"{label}: FAILED ({type(error).__name__}: {error}); see {trial_dir / 'error.txt'}", flush=True)
             failed.append(trial_dir.name)
             continue
@@ -98,8 +111,9 @@ def run_experiment(
         config, trial_dir = best
         if not (trial_dir / EVALUATION_DIR / SUMMARY_FILE).exists():
             print(f"kbench: evaluating the best trial {trial_dir.name} (by validation accuracy)", flush=True)
-            data = datasets[config.dataset].subset(config.train_subset, config.test_subset).resized(config.image_size)
-            evaluate_checkpoint(trial_dir / CHECKPOINT_FILE, data, trial_dir / EVALUATION_DIR)
+            data, transform = prepared(datasets[data_key(config)], config)
+            evaluate_checkpoint(trial_dir / CHECKPOINT_FILE, data, transform, trial_dir / EVALUATION_DIR)
+            batch_pictures(trial_dir / CHECKPOINT_FILE, data, transform, config, trial_dir / EVALUATION_DIR)
             write_images(trial_dir, trial_dir / EVALUATION_DIR)
         write_json_atomic(store.root / BEST_TRIAL_FILE, {"trial": trial_dir.name, "config": config.to_dict()})
     return RunOutcome(store, trained, skipped, failed, best[1] if best else None)

@@ -11,11 +11,30 @@ import numpy as np
 
 from kbench.registry import Registry
 
-Loader = Callable[[Path | None], "ArrayDataset"]
+# A loader gets the local data folder (or None) and returns the data in memory,
+# or the folder / archive of image files to stream from (read by kbench.data.sources).
+Loader = Callable[[Path | None], "ArrayDataset | Path"]
 
 DATASETS: Registry[Loader] = Registry("data set")
 
 DATA_DIR_ENV = "KBENCH_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class ArraySplit:
+    """One split held in memory: uint8 NHWC images and their labels."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def first(self, n: int | None) -> "ArraySplit":
+        return ArraySplit(self.images[:n], self.labels[:n])
+
+    def take(self, rows: np.ndarray) -> "ArraySplit":
+        return ArraySplit(self.images[rows], self.labels[rows])
 
 
 @dataclass
@@ -42,6 +61,18 @@ class ArrayDataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def train(self) -> ArraySplit:
+        return ArraySplit(self.x_train, self.y_train)
+
+    @property
+    def val(self) -> ArraySplit | None:
+        return None if self.x_val is None else ArraySplit(self.x_val, self.y_val)
+
+    @property
+    def test(self) -> ArraySplit:
+        return ArraySplit(self.x_test, self.y_test)
 
     def resized(self, size: int | None) -> "ArrayDataset":
         """The same data set with every image resized to size x size (unchanged for None)."""
@@ -91,7 +122,28 @@ def default_data_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def load_dataset(name: str, data_dir: Path | None = None) -> ArrayDataset:
-    """Load a registered data set, from `data_dir` (or KBENCH_DATA_DIR) when given."""
-    loader = DATASETS.get(name)
-    return loader(data_dir if data_dir is not None else default_data_dir())
+def load_dataset(
+    name: str,
+    data_dir: Path | None = None,
+    *,
+    skip_bad: bool = False,
+    multi_label: bool = False,
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1),
+):
+    """A registered data set, or image files at the path `name`; an ArrayDataset or a FileDataset.
+
+    data_dir (else KBENCH_DATA_DIR) is where registered loaders look for local
+    files. The keyword options apply to image files (kbench.data.sources).
+    """
+    if name in DATASETS:
+        loaded = DATASETS.get(name)(data_dir if data_dir is not None else default_data_dir())
+    else:
+        loaded = Path(name).expanduser()
+    if isinstance(loaded, ArrayDataset):
+        return loaded
+    from kbench.data.sources import read_image_files
+
+    return read_image_files(
+        loaded, name=name if name in DATASETS else None, skip_bad=skip_bad, multi_label=multi_label,
+        split_fractions=tuple(split_fractions),
+    )

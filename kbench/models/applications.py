@@ -251,7 +251,7 @@ _register("efficientnetv2_s", "EfficientNetV2-S (keras.applications, own preproc
 
 
 WEIGHTS_HELP = (
-    "weights is None (random), 'imagenet' (keras.applications models only) or a path to a "
+    "weights is None (random), 'imagenet' (keras.applications models; resnet18/34 from torchvision) or a path to a "
     ".weights.h5 / .keras file of the same model, or a keras.applications .h5 file for its backbone"
 )
 

@@ -30,7 +30,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials
+from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials, trial_config
 from kbench.data import load_dataset
 from kbench.errors import KbenchError
 from kbench.reports import plots
@@ -198,22 +198,26 @@ def training_curves(store: RunStore, trials: list[TrialConfig], grid_keys: list[
 
 
 @functools.lru_cache(maxsize=1)  # every backend's best trial usually needs the same data set
-def _dataset(name: str, data_dir: Path | None):
-    return load_dataset(name, data_dir)
+def _dataset(data_dir: Path | None, dataset: str, skip_bad: bool, multi_label: bool, split_fractions: tuple):
+    return load_dataset(dataset, data_dir, skip_bad=skip_bad, multi_label=multi_label, split_fractions=split_fractions)
 
 
 def misclassified_thumbnails(trial_dir: Path, rows: pd.DataFrame, data_dir: Path | None) -> tuple[list[str], str]:
     """Thumbnails of the test images in `rows` (by their test-set index), and a note when there are none."""
-    config = read_json(trial_dir / CONFIG_FILE)
+    from kbench.training.feed import load_images
+    from kbench.training.trial import prepared
+
+    config = trial_config(read_json(trial_dir / CONFIG_FILE))
     try:
-        data = _dataset(config["dataset"], data_dir).subset(config.get("train_subset"), config.get("test_subset"))
+        full = _dataset(data_dir, config.dataset, config.skip_bad, config.multi_label, tuple(config.split_fractions))
+        data, transform = prepared(full, config)
     except Exception as error:  # thumbnails are optional: say why they are missing, show the rest
         return [""] * len(rows), f"Test images unavailable ({type(error).__name__}: {error}); try --data-dir."
     indices = rows["index"].to_numpy()
-    labels = [data.class_names[label] for label in data.y_test[indices[indices < len(data.y_test)]]]
+    labels = [data.class_names[label] for label in data.test.labels[indices[indices < len(data.test)]]]
     if labels != rows["true"].tolist():  # a different data set or split: the pictures would lie
-        return [""] * len(rows), f"The {config['dataset']} test split here does not match this evaluation."
-    return [thumbnail_uri(data.x_test[index]) for index in indices], ""
+        return [""] * len(rows), f"The {config.dataset} test split here does not match this evaluation."
+    return [thumbnail_uri(image) for image in load_images(data.test, transform, indices)], ""
 
 
 def best_trial(backend_dir: Path, data_dir: Path | None, max_thumbnails: int = MAX_THUMBNAILS) -> BestTrial | None:

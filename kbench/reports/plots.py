@@ -41,16 +41,27 @@ def gallery_figure(
     confidences: np.ndarray,
     columns: int = 6,
 ) -> plt.Figure:
-    """A grid of images titled 'true -> predicted (confidence)'."""
+    """A grid of misclassified images titled 'true -> predicted (confidence)'."""
+    titles = [f"{true}\n-> {predicted} ({confidence:.0%})"
+              for true, predicted, confidence in zip(true_labels, predicted_labels, confidences)]
+    return image_grid_figure(images, titles, "Misclassified test images: true -> predicted (confidence)",
+                             columns, colors=["firebrick"] * len(titles))
+
+
+def image_grid_figure(
+    images: np.ndarray, titles: list[str], suptitle: str, columns: int = 6, colors: list[str] | None = None
+) -> plt.Figure:
+    """A grid of uint8 images with a title each (colours: per-image title colours)."""
     count = len(images)
+    columns = max(1, min(columns, count))
     rows = max(1, int(np.ceil(count / columns)))
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.8, rows * 2.0), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, image, true, predicted, confidence in zip(axes.ravel(), images, true_labels, predicted_labels, confidences):
+    for ax, image, title, color in zip(axes.ravel(), images, titles, colors or ["black"] * count):
         ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255)
-        ax.set_title(f"{true}\n-> {predicted} ({confidence:.0%})", fontsize=8, color="firebrick")
-    fig.suptitle("Misclassified test images: true -> predicted (confidence)", fontsize=10)
+        ax.set_title(title, fontsize=8, color=color)
+    fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -46,7 +46,7 @@ def results_table(
     overrides: Overrides,
     logs_dir: Path,
     backends: list[str] | None = None,
-    columns: list[str] = METRIC_COLUMNS,
+    columns: list[str] | None = None,
 ) -> pd.DataFrame:
     """The grid as a DataFrame: grid values, backend, our metrics, then the published ones.
 
@@ -55,7 +55,8 @@ def results_table(
     """
     plan = resolve_trials(experiment, overrides)
     run = run_name(experiment.name, overrides.quick)
-    columns = list(dict.fromkeys(columns))  # callers may name a column twice
+    # Callers may name a column twice; by default the experiment's own columns follow the standard ones.
+    columns = list(dict.fromkeys(columns if columns is not None else [*METRIC_COLUMNS, *experiment.columns]))
     rows = []
     for backend in backends or backends_with_results(logs_dir, run):
         store = RunStore(logs_dir, run, backend)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
+import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -61,3 +65,78 @@ def peak_accelerator_memory_mb() -> tuple[float | None, str]:
         if tf.config.list_physical_devices("GPU"):
             return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, ""
     return None, f"n/a: {backend} on CPU has no accelerator memory counter"
+
+
+class PeakMemory:
+    """Peak memory of a span of work (a `with` block): host RSS and, where it can be reset, accelerator memory.
+
+    The process-wide peak (ru_maxrss) cannot be reset, so the host figure comes
+    from sampling the resident set size every `interval_s` in a thread; a peak
+    shorter than the interval can be missed. Accelerator peaks are reset at the
+    start where the backend allows it (torch, TensorFlow); JAX cannot reset
+    its peak, so its span figure is "n/a".
+    """
+
+    def __init__(self, interval_s: float = 0.02):
+        self.interval_s = interval_s
+        self.host_mb: float | None = None
+        self.accelerator_mb: float | None = None
+        self.accelerator_note = ""
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "PeakMemory":
+        self._resettable = _reset_accelerator_peak()
+        self._samples = [current_rss_mb()]
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._samples.append(current_rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._samples.append(current_rss_mb())
+        readable = [s for s in self._samples if s is not None]
+        self.host_mb = max(readable) if readable else None
+        self.accelerator_mb, self.accelerator_note = peak_accelerator_memory_mb()
+        if self.accelerator_mb is not None and not self._resettable:
+            self.accelerator_mb, self.accelerator_note = None, f"n/a: {keras.backend.backend()} cannot reset its peak counter"
+
+    def metrics(self, prefix: str) -> dict[str, Any]:
+        return {
+            f"peak_{prefix}_host_memory_mb": self.host_mb,
+            f"peak_{prefix}_accelerator_memory_mb": self.accelerator_mb,
+            f"{prefix}_accelerator_memory_note": self.accelerator_note,
+        }
+
+
+def current_rss_mb() -> float | None:
+    """The process's resident memory now (Linux /proc), in MiB; None where /proc is missing."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _reset_accelerator_peak() -> bool:
+    """Reset the backend's peak-memory counter; whether that was possible (True when there is none)."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.reset_memory_stats("GPU:0")
+    elif backend == "jax":
+        import jax
+
+        return jax.devices()[0].platform == "cpu"
+    return True

@@ -57,3 +57,18 @@ def with_augmentation(model: keras.Model, augment: str, seed: int) -> keras.Mode
     for step in steps:
         x = step(x)
     return keras.Model(inputs, model(x), name=f"{model.name}_{augment}")
+
+
+def freeze_backbone(model: keras.Model, head: str = "logits") -> keras.Model:
+    """Freeze every layer but the classification head (S4's feature extractor).
+
+    A frozen BatchNormalization runs in inference mode in Keras 3 (its moving
+    statistics stay those of the pretrained backbone), as torchvision's
+    feature-extraction recipe does with `requires_grad=False` and eval-mode BN.
+    """
+    names = [layer.name for layer in model.layers]
+    if head not in names:
+        raise KbenchError(f"train_layers=head: model {model.name} has no layer named {head!r} to keep trainable")
+    for layer in model.layers:
+        layer.trainable = layer.name == head
+    return model

@@ -6,6 +6,7 @@ Read top to bottom: seed, data, model, compile, callbacks, fit, test, summary.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -17,19 +18,25 @@ import pandas as pd
 
 from kbench.config import TrialConfig
 from kbench.data import ArrayDataset
+from kbench.data.files import FileDataset, FileSplit
+from kbench.data.pipeline import DEFAULT_FILE_IMAGE_SIZE, ImageTransform
 from kbench.errors import KbenchError
 from kbench.models import build_model
 from kbench.results.store import CONFIG_FILE, read_json, write_json_atomic
 from kbench.training.callbacks import EpochTimer
 from kbench.training.environment import describe_environment
-from kbench.training.feed import training_feed
-from kbench.training.recipe import learning_rate, with_augmentation
-from kbench.training.measure import inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
+from kbench.training.energy import EnergyMeter, energy_metrics
+from kbench.training.feed import Split, evaluation_feed, load_images, split_training_feed
+from kbench.training.recipe import freeze_backbone, learning_rate, with_augmentation
+from kbench.training.measure import PeakMemory, inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
 
 HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "best.keras"
 BACKUP_DIR = "backup"
+CLASSES_FILE = "classes.json"
+SKIPPED_FILE = "skipped.csv"
 JIT = {"auto": "auto", "true": True, "false": False}
+Dataset = ArrayDataset | FileDataset
 
 
 def make_optimizer(config: TrialConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -62,15 +69,42 @@ def make_loss(config: TrialConfig) -> keras.losses.Loss:
         return loss_class()
 
 
-def split_validation(data: ArrayDataset, fraction: float) -> tuple[np.ndarray, ...]:
-    """The data set's own validation split, else the last `fraction` of train (as Keras's validation_split)."""
-    if data.x_val is not None:
-        return data.x_train, data.y_train, data.x_val, data.y_val
-    n_val = int(len(data.x_train) * fraction)
+def split_validation(data: Dataset, fraction: float) -> tuple[Split, Split]:
+    """(train, validation): the data set's own validation split, else the last `fraction` of train
+    (as Keras's validation_split)."""
+    if data.val is not None:
+        return data.train, data.val
+    n_train = len(data.train)
+    n_val = int(n_train * fraction)
     if n_val == 0:
-        raise KbenchError(f"validation_split={fraction} leaves no validation images out of {len(data.x_train)}")
-    cut = len(data.x_train) - n_val
-    return data.x_train[:cut], data.y_train[:cut], data.x_train[cut:], data.y_train[cut:]
+        raise KbenchError(f"validation_split={fraction} leaves no validation images out of {n_train}")
+    rows = np.arange(n_train)
+    return data.train.take(rows[: n_train - n_val]), data.train.take(rows[n_train - n_val :])
+
+
+def prepared(data: Dataset, config: TrialConfig) -> tuple[Dataset, ImageTransform]:
+    """The trial's subset of the data, and how its images become model inputs.
+
+    In-memory images are resized once up front; image files are decoded and
+    resized per batch (to 224 unless image_size says otherwise).
+    """
+    data = data.subset(config.train_subset, config.test_subset)
+    if isinstance(data, FileDataset):
+        if data.multi_label:
+            raise KbenchError(
+                f"{data.source}: multi_label=true reads rows with several classes, but kbench trains "
+                "single-label classifiers only; drop multi_label (each row needs exactly one class)"
+            )
+        return data, ImageTransform(config.image_size or DEFAULT_FILE_IMAGE_SIZE, config.pipeline)
+    transform = ImageTransform(config.image_size, config.pipeline)
+    return (data if transform.per_image else data.resized(config.image_size)), transform
+
+
+def input_shape(data: Dataset, transform: ImageTransform) -> tuple[int, int, int]:
+    if transform.size is None:
+        return data.input_shape  # type: ignore[union-attr]
+    channels = 3 if isinstance(data, FileDataset) else data.input_shape[-1]
+    return (transform.size, transform.size, channels)
 
 
 def resumed_epoch(backup_dir: Path) -> int:
@@ -137,7 +171,7 @@ def make_callbacks(config: TrialConfig, trial_dir: Path, history: pd.DataFrame) 
     ]
 
 
-def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbose: int = 2) -> dict[str, Any]:
+def train_trial(config: TrialConfig, data: Dataset, trial_dir: Path, verbose: int = 2) -> dict[str, Any]:
     """Train one grid point in `trial_dir` and return its metrics (not yet written)."""
     started = time.perf_counter()
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -145,12 +179,16 @@ def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbos
     write_json_atomic(trial_dir / "environment.json", describe_environment())
     keras.utils.set_random_seed(config.seed)
 
-    data = data.subset(config.train_subset, config.test_subset).resized(config.image_size)
-    x_train, y_train, x_val, y_val = split_validation(data, config.validation_split)
-    model = build_model(config.model, data.input_shape, data.num_classes, **config.model_options)
+    data, transform = prepared(data, config)
+    write_json_atomic(trial_dir / CLASSES_FILE, list(data.class_names))  # the label order the model's outputs follow
+    record_skipped(data, trial_dir / SKIPPED_FILE)
+    train, val = split_validation(data, config.validation_split)
+    model = build_model(config.model, input_shape(data, transform), data.num_classes, **config.model_options)
+    if config.train_layers == "head":
+        model = freeze_backbone(model)
     model = with_augmentation(model, config.augment, config.seed)
     model.compile(
-        optimizer=make_optimizer(config, math.ceil(len(x_train) / config.batch_size)),
+        optimizer=make_optimizer(config, math.ceil(len(train) / config.batch_size)),
         loss=make_loss(config),
         metrics=list(config.metrics),
         jit_compile=JIT[config.jit_compile],
@@ -160,37 +198,87 @@ def train_trial(config: TrialConfig, data: ArrayDataset, trial_dir: Path, verbos
     history = truncate_history(trial_dir / HISTORY_FILE, first_epoch)
     if first_epoch:
         print(f"resuming {trial_dir.name} after epoch {first_epoch}", flush=True)
-    if first_epoch < config.epochs:
-        feed, steps_per_epoch = training_feed(x_train, y_train, config.batch_size, config.seed, config.epochs, first_epoch)
-        model.fit(
-            feed,
-            steps_per_epoch=steps_per_epoch,
-            shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
-            validation_data=(x_val.astype(np.float32), y_val),
-            validation_batch_size=config.batch_size,
-            epochs=config.epochs,
-            callbacks=make_callbacks(config, trial_dir, history),
-            verbose=verbose,
-        )
-    else:  # killed after the last epoch but before the metrics were written
-        model.load_weights(trial_dir / BACKUP_DIR / "latest.weights.h5")
+    with EnergyMeter() as training_energy, PeakMemory() as training_memory:
+        if first_epoch < config.epochs:
+            feed, steps_per_epoch = split_training_feed(
+                train, transform, config.batch_size, config.seed, config.epochs, first_epoch
+            )
+            model.fit(
+                feed,
+                steps_per_epoch=steps_per_epoch,
+                shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
+                validation_data=evaluation_feed(val, transform, config.batch_size),
+                epochs=config.epochs,
+                callbacks=make_callbacks(config, trial_dir, history),
+                verbose=verbose,
+            )
+        else:  # killed after the last epoch but before the metrics were written
+            model.load_weights(trial_dir / BACKUP_DIR / "latest.weights.h5")
+    if config.restore_best and (trial_dir / CHECKPOINT_FILE).exists():
+        model.load_weights(trial_dir / CHECKPOINT_FILE)
 
     history = read_history(trial_dir / HISTORY_FILE)
-    x_test = data.x_test.astype(np.float32)
-    test = model.evaluate(x_test, data.y_test, batch_size=config.batch_size, return_dict=True, verbose=0)
-    predicted = np.asarray(model.predict(x_test, batch_size=config.batch_size, verbose=0)).argmax(axis=1)
-    test |= macro_scores(data.y_test, predicted)
+    test_feed = evaluation_feed(data.test, transform, config.batch_size)
+    with PeakMemory() as test_memory:
+        test = model.evaluate(test_feed, return_dict=True, verbose=0)
+    with EnergyMeter() as test_energy:
+        logits = np.asarray(model.predict(evaluation_feed(data.test, transform, config.batch_size, labels=False), verbose=0))
+    predicted = logits.argmax(axis=1)
+    test |= macro_scores(data.test.labels, predicted)
     accelerator_mb, accelerator_note = peak_accelerator_memory_mb()
+    trained_images = len(train) * (config.epochs - first_epoch)
     return (
-        summarize(config, history, test, model.count_params(), len(x_train), len(x_val), len(data.x_test))
-        | inference_latency(model, data.x_test, config.batch_size)
+        summarize(config, history, test, model.count_params(), len(train), len(val), len(data.test))
+        | class_accuracies(data.test.labels, predicted, data.class_names)
+        | group_metrics(config, data.test, predicted)
+        | inference_latency(model, load_images(data.test, transform, np.arange(min(len(data.test), config.batch_size))),
+                            config.batch_size)
+        | training_memory.metrics("train")
+        | test_memory.metrics("test")
+        | energy_metrics(training_energy.reading, trained_images, "train")
+        | energy_metrics(test_energy.reading, len(data.test), "test")
         | {
             "peak_host_memory_mb": peak_host_memory_mb(),
             "peak_accelerator_memory_mb": accelerator_mb,
             "accelerator_memory_note": accelerator_note,
+            "skipped_files": len(getattr(data, "skipped", ())),
             "wall_time_s": time.perf_counter() - started,
         }
     )
+
+
+def record_skipped(data: Dataset, path: Path) -> None:
+    """List the files --skip-bad left out next to the trial's results, and say so."""
+    skipped = getattr(data, "skipped", ())
+    if skipped:
+        pd.DataFrame(skipped).to_csv(path, index=False)
+        print(f"kbench: skip_bad left out {len(skipped)} file(s), listed in {path}", flush=True)
+
+
+def class_accuracies(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, float | None]:
+    """Accuracy on each class's test images (its recall), as S5 reports per class; None for an absent class."""
+    return {
+        f"class_accuracy_{name}": float(np.mean(y_pred[y_true == index] == index)) if np.any(y_true == index) else None
+        for index, name in enumerate(class_names)
+    }
+
+
+def group_metrics(config: TrialConfig, test: Split, y_pred: np.ndarray) -> dict[str, Any]:
+    """Test accuracy and macro F1 of the files whose name matches `group_by`, and of the rest (S5: real vs synthetic)."""
+    if config.group_by is None:
+        return {}
+    if not isinstance(test, FileSplit):
+        raise KbenchError(f"group_by={config.group_by!r} needs a data set of image files (it matches file names)")
+    matches = np.array([re.search(config.group_by, name) is not None for name in test.names], dtype=bool)
+    out: dict[str, Any] = {}
+    for name, members in zip(config.group_names, (matches, ~matches)):
+        out[f"group_n_{name}"] = int(members.sum())
+        out[f"group_correct_{name}"] = int((y_pred[members] == test.labels[members]).sum())
+        out[f"group_accuracy_{name}"] = float(np.mean(y_pred[members] == test.labels[members])) if members.any() else None
+        out[f"group_macro_f1_{name}"] = (
+            macro_scores(test.labels[members], y_pred[members])["macro_f1"] if members.any() else None
+        )
+    return out
 
 
 def macro_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,99 @@
+"""Data sets of image files on disk, read a batch at a time instead of held in memory.
+
+A `FileDataset` is what the folder-tree and Roboflow readers return
+(kbench.data.sources): per split, the image paths and their labels, plus the
+class order. Pixels are decoded only when a batch is needed, by the tf.data
+pipelines in kbench.data.pipeline, on every backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """An image left out under --skip-bad, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileSplit:
+    """One split: absolute image paths and their labels, in a fixed order.
+
+    labels: int64 class indices, shape (n,); in multi-label mode float32
+    multi-hot rows, shape (n, classes).
+    """
+
+    paths: tuple[str, ...]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def first(self, n: int | None) -> "FileSplit":
+        """The first n files (all for None)."""
+        return FileSplit(self.paths[:n], self.labels[:n])
+
+    def take(self, rows: np.ndarray) -> "FileSplit":
+        return FileSplit(tuple(self.paths[i] for i in rows), self.labels[rows])
+
+    @property
+    def names(self) -> list[str]:
+        """File names without folders (what group rules such as S5's `BEL_` look at)."""
+        return [Path(p).name for p in self.paths]
+
+
+@dataclass(frozen=True)
+class FileDataset:
+    """Image files with labels, split into train / optional val / test.
+
+    class_names is the label order (stable: sorted folder names, or the CSV's
+    column order) and is saved with every trial. skipped lists the files that
+    --skip-bad left out.
+    """
+
+    name: str
+    train: FileSplit
+    test: FileSplit
+    class_names: list[str]
+    val: FileSplit | None = None
+    multi_label: bool = False
+    skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
+    source: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, train: int | None, test: int | None) -> "FileDataset":
+        """The first `train` / `test` files of those splits (the readers shuffle once, with a fixed seed)."""
+        return replace(self, train=self.train.first(train), test=self.test.first(test))
+
+    def describe(self) -> str:
+        """A readable summary: source, classes, images per split and class, and what was skipped."""
+        import pandas as pd
+
+        splits = {"train": self.train, "val": self.val, "test": self.test}
+        counts = pd.DataFrame(
+            {
+                split: np.asarray(part.labels).sum(axis=0) if self.multi_label
+                else np.bincount(part.labels, minlength=self.num_classes)
+                for split, part in splits.items()
+                if part is not None
+            },
+            index=pd.Index(self.class_names, name="class"),
+        )
+        counts.loc["total"] = counts.sum()
+        lines = [f"{self.name}: {self.source}", f"{self.num_classes} classes, images per split:", counts.to_string()]
+        if self.val is None:
+            lines.append("no validation split: training holds out part of train (validation_split)")
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} file(s):")
+            lines += [f"  {item.path}: {item.reason}" for item in self.skipped]
+        return "\n".join(lines)

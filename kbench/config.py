@@ -54,6 +54,7 @@ class TrialConfig:
     test_subset: int | None = None
     histogram_freq: int = 0  # TensorBoard weight histograms every N epochs; 0 = off
     jit_compile: str = "auto"  # "auto", "true" or "false", passed to Model.compile
+    steps_per_execution: int = 1  # training steps per compiled call (Model.compile); see BENCHMARKS.md
     train_layers: str = "all"  # all, or head: a frozen backbone (BatchNorm in inference mode) under a new head
     restore_best: bool = False  # test the best-validation weights (ModelCheckpoint's) instead of the last epoch's
     # Image-file data sets (a folder tree, an archive or a Roboflow export; kbench.data.sources):
@@ -80,10 +81,10 @@ class TrialConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def get(self, key: str) -> Any:
-        """A field or a model option, by name."""
-        if key in self.model_options:
-            return self.model_options[key]
-        return getattr(self, key)
+        """A field or a model option, by name (None for an option this trial leaves at its default)."""
+        if key in CONFIG_FIELDS:
+            return getattr(self, key)
+        return self.model_options.get(key)
 
 
 CONFIG_FIELDS: dict[str, Any] = typing.get_type_hints(TrialConfig)
@@ -265,13 +266,21 @@ def resolve_trials(experiment: Experiment, overrides: Overrides) -> TrialPlan:
     def models_in_play() -> list[str]:
         return list(dict.fromkeys(str(m) for g in grids for m in g.get("model", [fixed.get("model", base_model)])))
 
+    for text in [*overrides.sets, *overrides.grids]:
+        key, value = split_assignment(text, "--grid" if text in overrides.grids else "--set")
+        if key == "variant" and any("variant" in g for g in grids):
+            grids = _select_variants(grids, [v.strip() for v in value.split(",")])
     for text in overrides.sets:
         key, value = split_assignment(text, "--set")
+        if key == "variant" and any("variant" in g for g in grids):
+            continue
         fixed[key] = value if key == "model" else _parse_for(key, value, models_in_play(), "--set")
         for grid in grids:
             grid.pop(key, None)  # a fixed value replaces a grid axis of the same name
     for text in overrides.grids:
         key, values = split_assignment(text, "--grid")
+        if key == "variant" and any("variant" in g for g in grids):
+            continue
         items = [v.strip() for v in values.split(",") if v.strip()]
         parsed = items if key == "model" else [_parse_for(key, v, models_in_play(), "--grid") for v in items]
         for grid in grids:
@@ -282,6 +291,16 @@ def resolve_trials(experiment: Experiment, overrides: Overrides) -> TrialPlan:
     unique = {c.fingerprint(): c for c in (_make_config(experiment.base, {**fixed, **point}) for point in points)}
     trials = list(unique.values())
     return TrialPlan(trials, sorted({key for grid in grids for key in grid}))
+
+
+def _select_variants(grids: list[dict[str, list[Any]]], names: list[str]) -> list[dict[str, list[Any]]]:
+    """`--set variant=scratch` on an experiment of variants runs that variant (not every variant renamed)."""
+    known = [v for g in grids for v in g.get("variant", [])]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise KbenchError(f"variant={','.join(unknown)} is not one of this experiment's variants: {', '.join(known)}")
+    return [{**g, "variant": [v for v in g["variant"] if v in names]} for g in grids
+            if any(v in names for v in g.get("variant", []))]
 
 
 def _grid_list(grid: dict[str, list[Any]] | list[dict[str, list[Any]]]) -> list[dict[str, list[Any]]]:
@@ -321,7 +340,7 @@ def validate(config: TrialConfig) -> None:
     unknown = set(config.model_options) - set(model_options(config.model))
     if unknown:
         raise KbenchError(f"model {config.model} has no option(s) {', '.join(sorted(unknown))}")
-    for key in ("epochs", "batch_size"):
+    for key in ("epochs", "batch_size", "steps_per_execution"):
         if getattr(config, key) < 1:
             raise KbenchError(f"{key}={getattr(config, key)} must be at least 1")
     if not 0 <= config.validation_split < 1:

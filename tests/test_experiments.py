@@ -9,6 +9,8 @@ from kbench.experiments import experiment_files, load_experiment_file
 SHRINK = ["--set", "train_subset=96", "--set", "test_subset=48"]
 # Experiments whose quick grid builds large ImageNet architectures: minutes per backend on 2 cores.
 LARGE = {"cifar_resnet", "cifar_resnet_final", "chars"}
+# Offline, transfer's pretrained variants stop (tests/test_file_datasets.py checks that); from scratch runs.
+EXTRA = {"transfer": ["--set", "variant=scratch"]}
 
 
 def experiment_params():
@@ -22,7 +24,7 @@ def test_experiment_quick_run_finishes(name, request, logs_dir, capsys):
     experiment = load_experiment_file(experiment_files()[name])
     datasets = {t.dataset for t in resolve_trials(experiment, Overrides(quick=True)).trials}
     data_args = ["--data-dir", str(request.getfixturevalue("cifar_data_dir"))] if "cifar10" in datasets else []
-    code = main(["run", name, "--quick", *SHRINK, *data_args, "--logs-dir", str(logs_dir), "--verbose", "0"])
+    code = main(["run", name, "--quick", *SHRINK, *EXTRA.get(name, []), *data_args, "--logs-dir", str(logs_dir), "--verbose", "0"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "failed 0" in out and list(logs_dir.rglob("evaluation/summary.json"))

@@ -171,3 +171,37 @@ def test_freeze_backbone_leaves_only_the_head_trainable():
 
     model = freeze_backbone(build_model("resnet18", (32, 32, 3), 4, small_input=True))
     assert [w.path.split("/")[0] for w in model.trainable_weights] == ["logits", "logits"]
+
+
+def test_set_variant_selects_variants():
+    from kbench.errors import KbenchError
+
+    experiment = Experiment(
+        description="v",
+        base=TrialConfig(dataset="digits", model="a1"),
+        grid=[{"variant": ["a"], "learning_rate": [0.1, 0.01]}, {"variant": ["b"], "optimizer": ["sgd"]}],
+    )
+    assert [t.variant for t in resolve_trials(experiment, Overrides(sets=["variant=b"])).trials] == ["b"]
+    assert len(resolve_trials(experiment, Overrides(grids=["variant=a,b"])).trials) == 3
+    with pytest.raises(KbenchError, match="not one of this experiment's variants: a, b"):
+        resolve_trials(experiment, Overrides(sets=["variant=c"]))
+
+
+def test_offline_pretrained_variant_fails_clearly_and_the_grid_goes_on(monkeypatch, tmp_path, capsys):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    experiment = Experiment(
+        description="v",
+        base=TrialConfig(dataset="digits", model="a1", epochs=1, train_subset=200, test_subset=50),
+        grid=[{"variant": ["pretrained"], "model": ["resnet18"], "weights": ["imagenet"]}, {"variant": ["scratch"]}],
+        name="offline",
+    )
+    outcome = run_experiment(experiment, Overrides(), tmp_path / "logs", verbose=0)
+    assert len(outcome.failed) == 1 and outcome.best_trial.name.startswith("variant-scratch")
+    (error,) = (tmp_path / "logs").rglob("error.txt")
+    assert "resnet18-f37072fd.pth" in error.read_text() and "weights=PATH" in error.read_text()

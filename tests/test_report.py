@@ -88,7 +88,7 @@ def test_published_figures_stand_beside_ours(logs_dir):
 def test_missing_test_images_leave_a_note_not_an_error(tmp_path):
     trial_dir = tmp_path / "trial"
     trial_dir.mkdir()
-    (trial_dir / "config.json").write_text(json.dumps({"dataset": "cifar10"}))
+    (trial_dir / "config.json").write_text(json.dumps({"dataset": "cifar10", "model": "a3"}))
     rows = pd.DataFrame({"index": [0], "true": ["cat"], "predicted": ["dog"], "confidence": [0.9]})
     thumbnails, note = misclassified_thumbnails(trial_dir, rows, data_dir=tmp_path)
     assert thumbnails == [""] and "unavailable" in note

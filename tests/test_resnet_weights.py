@@ -213,7 +213,7 @@ def test_without_torch_the_message_says_what_to_install(monkeypatch, keras_home)
 
 @pytest.mark.parametrize("shape, options, reason", [
     ((64, 64, 3), {"small_input": True}, "7x7"),
-    ((64, 64, 1), {}, "3 channel"),
+    ((64, 64, 2), {}, "RGB or grey"),
 ])
 def test_options_the_imagenet_weights_cannot_fit(keras_home, shape, options, reason):
     # Refused before any download (keras_home makes a download fail the test).

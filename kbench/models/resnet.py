@@ -50,7 +50,7 @@ import numpy as np
 from keras import layers
 
 from kbench.errors import KbenchError
-from kbench.models.applications import check_weights, keras_cache_dir, load_weights_file
+from kbench.models.applications import GreyToRGB, check_weights, keras_cache_dir, load_weights_file
 from kbench.models.registry import MODELS
 
 # torchvision's transforms.Normalize values, so the network sees what torchvision models see.
@@ -117,7 +117,10 @@ def _resnet(
         _check_imagenet_options(name, input_shape, small_input)
         state_dict = _torchvision_state_dict(name)
     inputs = keras.Input(shape=input_shape)
-    x = _normalize(input_shape[-1])(inputs)
+    x = inputs
+    if state_dict is not None and input_shape[-1] == 1:  # as keras.applications models: grey into R, G and B
+        x = GreyToRGB(name="grey_to_rgb")(x)
+    x = _normalize(x.shape[-1])(x)
     if small_input:
         x = _conv_bn(x, 64, 3, 1, "stem")
     else:
@@ -151,11 +154,10 @@ def _check_imagenet_options(name: str, input_shape: tuple[int, ...], small_input
             f"convolution that cannot take the ImageNet 7x7 kernels: drop small_input (small images then "
             f"shrink 32-fold; resizing them up helps) or use weights=None with small_input"
         )
-    if input_shape[-1] != 3:
+    if input_shape[-1] not in (1, 3):
         raise KbenchError(
-            f"{name}: weights='imagenet' needs RGB (3 channel) input, got {input_shape[-1]} channel(s): "
-            f"the ImageNet stem convolution has 3 input channels; load the images as RGB "
-            f"(grey repeated into R, G and B) or use weights=None"
+            f"{name}: weights='imagenet' needs RGB or grey input, got {input_shape[-1]} channels: "
+            f"the ImageNet stem convolution has 3 input channels; use weights=None"
         )
 
 

@@ -43,8 +43,10 @@ def run_name(experiment: str, quick: bool) -> str:
 
 
 def trial_name(config: TrialConfig, grid_keys: list[str]) -> str:
-    """A readable folder name: the grid values, then the hash of the whole config."""
-    parts = [f"{key}-{config.get(key)}" for key in sorted(grid_keys)]
+    """A readable folder name: the grid values (just the variant's name, when it has one), then the hash
+    of the whole config."""
+    keys = ["variant"] if config.variant else sorted(grid_keys)
+    parts = [f"{key}-{config.get(key)}" for key in keys]
     readable = re.sub(r"[^A-Za-z0-9_.=-]+", "", "_".join(parts))[:120]
     return f"{readable}_{config.fingerprint()}" if readable else config.fingerprint()
 

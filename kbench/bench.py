@@ -114,3 +114,52 @@ def latency(model_name: str, num_classes: int = 10, repeats: int = LATENCY_REPEA
         "latency_std_ms": float(times.std(ddof=1)),
         "repeats": repeats,
     }
+
+
+def efficiency(experiment, repeats: int = LATENCY_REPEATS, image_size: int = LATENCY_IMAGE_SIZE):
+    """S2's efficiency table for an experiment's models, on the current backend and device.
+
+    Per model (with the experiment's model options, e.g. stride-1 stems):
+    trainable parameters at 10 classes, GMACs for one image_size x image_size
+    x 3 image (counted from the layers), peak memory while predicting it
+    (accelerator memory where the backend reports it, else the process's
+    resident memory), and latency: one random image, `repeats` predictions
+    after a warm-up, mean and standard deviation. The experiment's published
+    figures sit beside ours.
+    """
+    import pandas as pd
+
+    from kbench.config import Overrides, resolve_trials
+    from kbench.models import build_model
+    from kbench.models.complexity import count_macs
+    from kbench.training.measure import PeakMemory
+
+    environment = describe_environment()
+    shape = (image_size, image_size, 3)
+    image = np.random.default_rng(0).integers(0, 256, (1, *shape)).astype(np.float32)
+    rows, seen = [], set()
+    for config in resolve_trials(experiment, Overrides()).trials:
+        key = (config.model, tuple(sorted(config.model_options.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        with PeakMemory() as memory:
+            model = build_model(config.model, shape, 10, **config.model_options)
+            times = 1000 * _step_times(lambda: np.asarray(model.predict_on_batch(image)), repeats, warmup=2)
+        published = next((p.metrics for p in experiment.published if p.params.get("model") == config.model), {})
+        rows.append({
+            "model": config.model,
+            "options": ", ".join(f"{k}={v}" for k, v in config.model_options.items()),
+            "params_m": sum(int(np.prod(w.shape)) for w in model.trainable_weights) / 1e6,
+            f"gmacs_{image_size}": count_macs(model) / 1e9,
+            "peak_memory_mb": memory.accelerator_mb if memory.accelerator_mb is not None else memory.host_mb,
+            "memory_counted": "accelerator" if memory.accelerator_mb is not None else "host RSS (build + predict)",
+            "latency_mean_ms": float(times.mean()),
+            "latency_std_ms": float(times.std(ddof=1)) if len(times) > 1 else None,
+            "repeats": repeats,
+            **{f"published_{k}": v for k, v in published.items() if k != "test_accuracy"},
+        })
+        del model
+    table = pd.DataFrame(rows)
+    table.attrs["device"] = f"{environment['backend']} {environment['backend_version']} on {environment['device']}"
+    return table

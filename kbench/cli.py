@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=100, help="predictions timed by --latency (default 100)")
     bench.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
+    efficiency = commands.add_parser(
+        "efficiency", help="S2's efficiency table of an experiment's models: params, GMACs, peak memory and "
+        "latency for one large image, beside the published figures")
+    efficiency.add_argument("experiment", help="an experiment name or .py file (its grid's models and options)")
+    efficiency.add_argument("--repeats", type=int, default=100, help="timed predictions per model (default 100, as S2)")
+    efficiency.add_argument("--image-size", type=int, default=750, help="square image side (default 750, as S2)")
+    efficiency.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
     tensorboard = commands.add_parser("tensorboard", help="serve TensorBoard on an experiment's results (or on all)")
     tensorboard.add_argument("experiment", nargs="?", default=None,
                              help="an experiment name or .py file (default: every experiment in --logs-dir)")
@@ -223,6 +231,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_efficiency(args: argparse.Namespace) -> int:
+    from kbench import bench
+    from kbench.experiments import load_experiment
+    from kbench.results.table import format_table
+
+    for name in ("repeats", "image_size"):
+        if getattr(args, name) < (2 if name == "repeats" else 32):
+            raise KbenchError(f"--{name.replace('_', '-')} {getattr(args, name)}: too small")
+    table = bench.efficiency(load_experiment(args.experiment), args.repeats, args.image_size)
+    print(format_table(table, args.format))
+    if args.format == "table":
+        print(f"measured with {table.attrs['device']}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -249,7 +272,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": cmd_list, "bench": cmd_bench, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "tensorboard": cmd_tensorboard, "report": cmd_report,
-            "models": cmd_models, "data": cmd_data}
+            "models": cmd_models, "data": cmd_data,
+            "efficiency": cmd_efficiency}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -310,7 +310,11 @@ def _grid_list(grid: dict[str, list[Any]] | list[dict[str, list[Any]]]) -> list[
 def _make_config(base: TrialConfig, values: dict[str, Any]) -> TrialConfig:
     model = str(values.get("model", base.model))
     fields: dict[str, Any] = {}
-    options = dict(base.model_options) if model == base.model else {}
+    # The base's model options go to every model of the grid that takes them (S2: small_input for all three).
+    from kbench.models import MODELS, model_options
+
+    accepted = model_options(model) if model in MODELS else {}
+    options = {k: v for k, v in base.model_options.items() if model == base.model or k in accepted}
     for key, value in values.items():
         kind, annotation = _annotation_for(key, [model])
         value = _coerce(value, annotation)

@@ -29,3 +29,23 @@ def test_bench_rejects_unknown_models_and_bad_sizes(capsys):
     assert "unknown model 'resnet9000'" in capsys.readouterr().err
     assert main(["bench", "a1", "--batch-size", "0"]) == 2
     assert "--batch-size 0: must be at least 1" in capsys.readouterr().err
+
+
+def test_efficiency_table_measures_each_model_of_the_grid_beside_the_published_figures(capsys):
+    from kbench.bench import efficiency
+    from kbench.config import Experiment, PublishedResult, TrialConfig
+
+    experiment = Experiment(
+        description="e",
+        base=TrialConfig(dataset="digits", model="resnet18", model_options={"small_input": True}),
+        grid={"model": ["resnet18", "a1"], "learning_rate": [0.1, 0.01]},
+        published=[PublishedResult({"model": "resnet18"}, {"gmacs_750": 81.62, "test_accuracy": 0.9})],
+    )
+    table = efficiency(experiment, repeats=2, image_size=32)
+    assert table["model"].tolist() == ["resnet18", "a1"]  # one row per model, not per grid point
+    resnet = table.iloc[0]
+    assert resnet["options"] == "small_input=True"
+    assert resnet["params_m"] == pytest.approx(11.173962)  # 3x3 stem: 7,680 fewer than torchvision's 11,181,642
+    assert resnet["gmacs_32"] == pytest.approx(0.556, abs=0.01)
+    assert resnet["published_gmacs_750"] == 81.62 and "published_test_accuracy" not in table
+    assert (table["latency_mean_ms"] > 0).all() and (table["peak_memory_mb"] > 0).all()

@@ -101,3 +101,15 @@ def test_experiment_file_without_experiment_is_an_error(tmp_path):
     path.write_text("x = 1\n")
     with pytest.raises(KbenchError, match="defines no EXPERIMENT"):
         load_experiment(str(path))
+
+
+def test_base_model_options_reach_every_model_that_takes_them():
+    from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials
+
+    experiment = Experiment(
+        description="s2",
+        base=TrialConfig(dataset="cifar10", model="resnet18", model_options={"small_input": True}),
+        grid={"model": ["resnet18", "efficientnet_b0", "a1"]},
+    )
+    options = {t.model: t.model_options for t in resolve_trials(experiment, Overrides()).trials}
+    assert options == {"resnet18": {"small_input": True}, "efficientnet_b0": {"small_input": True}, "a1": {}}

@@ -30,3 +30,25 @@ def test_activation_is_a_model_option():
 def test_duplicate_registration_is_an_error():
     with pytest.raises(ValueError, match="registered twice"):
         MODELS.register("a1")(lambda input_shape, num_classes: None)
+
+
+def test_kbench_max_pooling_equals_keras_max_pooling_forward_and_backward():
+    """On JAX it is a reshape + max; values and (tie-free) gradients must equal the stock layer's."""
+    import keras
+    from keras import layers
+
+    from kbench.models.layers import MaxPooling2D
+
+    x = np.random.default_rng(0).normal(size=(2, 7, 9, 3)).astype("float32")  # odd sizes: edges dropped
+    ours, stock = MaxPooling2D(), layers.MaxPooling2D()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(stock(x)))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def summed(layer):
+            weights = np.arange(2 * 3 * 4 * 3, dtype="float32").reshape(2, 3, 4, 3)
+            return jax.grad(lambda inputs: (layer(inputs) * weights).sum())(x)
+
+        np.testing.assert_allclose(np.asarray(summed(ours)), np.asarray(summed(stock)))
+    model = keras.Sequential([keras.Input((8, 8, 1)), MaxPooling2D()])
+    assert model.output_shape == (None, 4, 4, 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kbench.models.layers import MaxPooling2D
 from kbench.models.registry import MODELS
 
 
@@ -26,7 +27,7 @@ def _cnn(
     for filters, pool in zip(conv_filters, pool_after):
         x = layers.Conv2D(filters, 3, activation=activation)(x)
         if pool:
-            x = layers.MaxPooling2D()(x)
+            x = MaxPooling2D()(x)
     x = layers.Flatten()(x)
     x = layers.Dense(dense_units, activation=activation)(x)
     outputs = layers.Dense(num_classes)(x)

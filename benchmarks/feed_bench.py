@@ -1,11 +1,12 @@
 """How fast each way of feeding training batches is, on the current KERAS_BACKEND.
 
-    KERAS_BACKEND=jax python benchmarks/feed_bench.py arrays|pydataset|feed
+    KERAS_BACKEND=jax python benchmarks/feed_bench.py arrays|pydataset|generator|feed
 
 Trains S1's A3 CNN for 3 epochs on 12,800 random 32x32x3 images, batch 128,
 and prints images/s per epoch (epoch 0 includes compilation):
 - arrays: Keras's own path, `fit(x_float32, y)`;
 - pydataset: a `keras.utils.PyDataset` of NumPy batches;
+- generator: kbench's Python generator of NumPy batches in the same order (`numpy_feed`);
 - feed: kbench's tf.data pipeline (`kbench.training.feed.training_feed`).
 """
 
@@ -17,7 +18,7 @@ import keras
 import numpy as np
 
 from kbench.models import build_model
-from kbench.training.feed import training_feed
+from kbench.training.feed import numpy_feed, training_feed
 
 IMAGES, BATCH, EPOCHS = 12_800, 128, 3
 
@@ -52,6 +53,9 @@ if mode == "arrays":
     model.fit(x.astype(np.float32), y, batch_size=BATCH, epochs=EPOCHS, verbose=0, callbacks=[Throughput()])
 elif mode == "pydataset":
     model.fit(NumpyBatches(x, y), epochs=EPOCHS, verbose=0, callbacks=[Throughput()])
+elif mode == "generator":
+    feed, steps = numpy_feed(x, y, BATCH, seed=0, epochs=EPOCHS)
+    model.fit(feed, steps_per_epoch=steps, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[Throughput()])
 else:
     feed, steps = training_feed(x, y, BATCH, seed=0, epochs=EPOCHS)
     model.fit(feed, steps_per_epoch=steps, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[Throughput()])

@@ -30,11 +30,8 @@ RESULT_PREFIX = '{"impl"'  # how keras_vs_native.py finds the result among other
 # ----------------------------------------------------------------------------- options
 
 
-def parse_args(description: str, argv: list[str] | None = None, keras_only: bool = False) -> argparse.Namespace:
-    """The options every script takes; --jit-compile follows Keras's Model.compile(jit_compile=...).
-
-    keras_only adds the options that only the Keras side has (--steps-per-execution).
-    """
+def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The options every script takes; --jit-compile follows Keras's Model.compile(jit_compile=...)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--epochs", type=int, default=2, help="epochs to train (default 2); the first one compiles")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128, as kbench)")
@@ -51,13 +48,8 @@ def parse_args(description: str, argv: list[str] | None = None, keras_only: bool
         "on TensorFlow XLA with an accelerator, graph mode without); true: compile (XLA / jax.jit / "
         "torch.compile); false: don't",
     )
-    if keras_only:
-        parser.add_argument("--steps-per-execution", type=int, default=1,
-                            help="training steps per compiled call, Model.compile's steps_per_execution (default 1)")
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "train_subset", "test_subset", "steps_per_execution"):
-        if not hasattr(args, name):
-            continue
+    for name in ("epochs", "batch_size", "train_subset", "test_subset"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} {value}: must be at least 1")

@@ -50,7 +50,7 @@ class EpochRecorder(EpochTimer):
 
 
 def main(argv=None) -> None:
-    args = common.parse_args(__doc__.splitlines()[0], argv, keras_only=True)
+    args = common.parse_args(__doc__.splitlines()[0], argv)
     data = common.load_cifar10(args.train_subset, args.test_subset)
     config = TrialConfig(
         dataset="cifar10",
@@ -60,7 +60,6 @@ def main(argv=None) -> None:
         optimizer="adam",  # Keras's defaults: lr 1e-3, beta_1 0.9, beta_2 0.999, epsilon 1e-7
         seed=args.seed,
         jit_compile=args.jit_compile,
-        steps_per_execution=args.steps_per_execution,
     )
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.model, data.x_train.shape[1:], common.NUM_CLASSES)
@@ -70,7 +69,6 @@ def main(argv=None) -> None:
         loss=make_loss(config),
         metrics=list(config.metrics),
         jit_compile=JIT[config.jit_compile],
-        steps_per_execution=config.steps_per_execution,
     )
     recorder = EpochRecorder(len(data.x_train), config.epochs)
     model.fit(

@@ -54,7 +54,6 @@ class TrialConfig:
     test_subset: int | None = None
     histogram_freq: int = 0  # TensorBoard weight histograms every N epochs; 0 = off
     jit_compile: str = "auto"  # "auto", "true" or "false", passed to Model.compile
-    steps_per_execution: int = 1  # training steps per compiled call (Model.compile); see BENCHMARKS.md
     train_layers: str = "all"  # all, or head: a frozen backbone (BatchNorm in inference mode) under a new head
     restore_best: bool = False  # test the best-validation weights (ModelCheckpoint's) instead of the last epoch's
     # Image-file data sets (a folder tree, an archive or a Roboflow export; kbench.data.sources):
@@ -344,7 +343,7 @@ def validate(config: TrialConfig) -> None:
     unknown = set(config.model_options) - set(model_options(config.model))
     if unknown:
         raise KbenchError(f"model {config.model} has no option(s) {', '.join(sorted(unknown))}")
-    for key in ("epochs", "batch_size", "steps_per_execution"):
+    for key in ("epochs", "batch_size"):
         if getattr(config, key) < 1:
             raise KbenchError(f"{key}={getattr(config, key)} must be at least 1")
     if not 0 <= config.validation_split < 1:

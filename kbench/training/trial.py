@@ -192,7 +192,6 @@ def train_trial(config: TrialConfig, data: Dataset, trial_dir: Path, verbose: in
         loss=make_loss(config),
         metrics=list(config.metrics),
         jit_compile=JIT[config.jit_compile],
-        steps_per_execution=config.steps_per_execution,
     )
 
     first_epoch = resumed_epoch(trial_dir / BACKUP_DIR)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from kbench.errors import KbenchError
@@ -164,9 +165,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 1 if data.skipped else 0
     from kbench.data import synthetic
 
-    make = synthetic.make_symbols if args.data_command == "make-symbols" else synthetic.make_speed_signs
-    options = synthetic.SymbolOptions(seed=args.seed) if args.data_command == "make-symbols" else synthetic.SignOptions(seed=args.seed)
-    summary = make(args.out, options)
+    if args.data_command == "make-symbols":
+        summary = synthetic.make_symbols(args.out, synthetic.SymbolOptions(seed=args.seed))
+    else:
+        summary = synthetic.make_speed_signs(args.out, synthetic.SignOptions(seed=args.seed))
     print(f"kbench: wrote {args.out}: {summary}")
     return 0
 
@@ -271,13 +273,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "bench": cmd_bench, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "tensorboard": cmd_tensorboard, "report": cmd_report,
-            "models": cmd_models, "data": cmd_data,
-            "efficiency": cmd_efficiency}
+COMMANDS = {
+    "list": cmd_list, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "bench": cmd_bench,
+    "efficiency": cmd_efficiency, "models": cmd_models, "report": cmd_report, "tensorboard": cmd_tensorboard,
+    "data": cmd_data,
+}
+
+
+_default_format_warning = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """kbench's own warnings (about the user's data) as "kbench: warning: ...", not a source line of kbench."""
+    if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent):
+        return f"kbench: warning: {message}\n"
+    return _default_format_warning(message, category, filename, lineno, line)
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
+    warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -205,3 +205,17 @@ def test_offline_pretrained_variant_fails_clearly_and_the_grid_goes_on(monkeypat
     assert len(outcome.failed) == 1 and outcome.best_trial.name.startswith("variant-scratch")
     (error,) = (tmp_path / "logs").rglob("error.txt")
     assert "resnet18-f37072fd.pth" in error.read_text() and "weights=PATH" in error.read_text()
+
+
+def test_make_commands_write_data_sets_that_kbench_reads(tmp_path, capsys):
+    from kbench.data.sources import read_image_files
+
+    assert main(["data", "make-signs", str(tmp_path / "signs")]) == 0
+    assert main(["data", "check", str(tmp_path / "signs")]) == 0
+    assert "speed_80" in capsys.readouterr().out
+    assert main(["data", "make-symbols", str(tmp_path / "symbols")]) == 0
+    symbols = read_image_files(tmp_path / "symbols")
+    assert symbols.class_names == ["1-polig", "dimmer", "dubbeltrapp", "kron", "trapp"]
+    assert any(name.startswith("BEL_") for name in symbols.test.names)
+    assert main(["data", "make-symbols", str(tmp_path / "symbols")]) == 2  # never overwrites
+    assert "exists and is not empty" in capsys.readouterr().err

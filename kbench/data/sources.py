@@ -408,7 +408,8 @@ class _Reader:
         if self.multi_label:
             return hot.astype(np.float32)
         if hot.sum() > 1:
-            self.problem(path, f"{where}: {path.name} has {int(hot.sum())} classes set; set one, or use multi-label mode")
+            self.problem(path, f"{where}: {path.name} has {int(hot.sum())} classes set; "
+                               "set exactly one to 1 (kbench trains single-label classifiers)")
             return None
         return np.int64(np.argmax(hot))
 

@@ -89,6 +89,8 @@ def prepared(data: Dataset, config: TrialConfig) -> tuple[Dataset, ImageTransfor
     resized per batch (to 224 unless image_size says otherwise).
     """
     data = data.subset(config.train_subset, config.test_subset)
+    if config.group_by is not None and not isinstance(data, FileDataset):
+        raise KbenchError(f"group_by={config.group_by!r} matches file names, but {data.name} is not a data set of image files")
     if isinstance(data, FileDataset):
         if data.multi_label:
             raise KbenchError(
@@ -263,12 +265,10 @@ def class_accuracies(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[s
     }
 
 
-def group_metrics(config: TrialConfig, test: Split, y_pred: np.ndarray) -> dict[str, Any]:
+def group_metrics(config: TrialConfig, test: FileSplit, y_pred: np.ndarray) -> dict[str, Any]:
     """Test accuracy and macro F1 of the files whose name matches `group_by`, and of the rest (S5: real vs synthetic)."""
     if config.group_by is None:
         return {}
-    if not isinstance(test, FileSplit):
-        raise KbenchError(f"group_by={config.group_by!r} needs a data set of image files (it matches file names)")
     matches = np.array([re.search(config.group_by, name) is not None for name in test.names], dtype=bool)
     out: dict[str, Any] = {}
     for name, members in zip(config.group_names, (matches, ~matches)):

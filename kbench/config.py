@@ -128,7 +128,8 @@ class Experiment:
     )
     published: list[PublishedResult] = field(default_factory=list)
     published_source: str = ""
-    # Metrics shown in `kbench results` after the standard ones (e.g. S5's group and per-class accuracy).
+    # Metrics shown in `kbench results` after the standard ones; "class_accuracy_*" stands for every
+    # metric with that prefix (S5's per-class and per-group accuracies).
     columns: tuple[str, ...] = ()
     name: str = ""
 

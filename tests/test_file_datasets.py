@@ -76,6 +76,11 @@ def test_roboflow_export_trains_with_group_and_class_metrics(export, tmp_path):
     # Colours are easy: two epochs must learn them (chance is 1/3).
     assert metrics["test_accuracy"] > 0.6
     assert json.loads((outcome.best_trial / "classes.json").read_text()) == list(COLOURS)
+    from kbench.results.table import results_table
+
+    table = results_table(_experiment(export, group_by="^BEL_", group_names=("real", "synthetic")),
+                          Overrides(), tmp_path / "logs", columns=["test_accuracy", "class_accuracy_*"])
+    assert list(table.columns[-4:]) == ["test_accuracy", *sorted(f"class_accuracy_{c}" for c in COLOURS)]
     evaluation = outcome.best_trial / "evaluation"
     assert (evaluation / "training_batch.png").stat().st_size > 0
     assert (evaluation / "test_predictions.png").stat().st_size > 0

@@ -57,15 +57,20 @@ def results_table(
     run = run_name(experiment.name, overrides.quick)
     # Callers may name a column twice; by default the experiment's own columns follow the standard ones.
     columns = list(dict.fromkeys(columns if columns is not None else [*METRIC_COLUMNS, *experiment.columns]))
-    rows = []
+    rows, found = [], []
     for backend in backends or backends_with_results(logs_dir, run):
         store = RunStore(logs_dir, run, backend)
         for config in plan.trials:
             values = {key: config.get(key) for key in plan.grid_keys}
             trial_dir = store.find(config)
             metrics = store.read_metrics(trial_dir) if trial_dir else None
-            ours = {k: metrics.get(k) for k in columns} if metrics else {"status": _trial_status(trial_dir)}
+            ours = {"status": _trial_status(trial_dir)}
+            if metrics:
+                ours = {k: metrics.get(k) for k in _expand(columns, metrics)}
+                found.append(metrics)
             rows.append({**values, "backend": backend, **ours, **_published_for(experiment, values)})
+    columns = list(dict.fromkeys(c for m in found for c in _expand(columns, m))) if found else [
+        c for c in columns if not c.endswith("*")]
     table = pd.DataFrame(rows)
     for column in columns:
         if column not in table:
@@ -74,6 +79,17 @@ def results_table(
         table[column] = pd.to_numeric(table[column]).astype("Int64")  # ints, with gaps for unfinished trials
     published = [c for c in table.columns if c.startswith("published_")]
     return table[[*plan.grid_keys, "backend", *columns, *published]] if rows else table
+
+
+def _expand(columns: list[str], metrics: dict[str, Any]) -> list[str]:
+    """Columns with a trailing * (e.g. class_accuracy_*) stand for every metric with that prefix."""
+    out = []
+    for column in columns:
+        if column.endswith("*"):
+            out += [key for key in metrics if key.startswith(column[:-1])]
+        else:
+            out.append(column)
+    return out
 
 
 def format_table(table: pd.DataFrame, fmt: str) -> str:

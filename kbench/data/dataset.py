@@ -31,7 +31,11 @@ class ArraySplit:
         return len(self.labels)
 
     def first(self, n: int | None) -> "ArraySplit":
-        return ArraySplit(self.images[:n], self.labels[:n])
+        return self.part(0, n)
+
+    def part(self, start: int, stop: int | None = None) -> "ArraySplit":
+        """Rows start..stop-1 as views, not copies (a validation split of CIFAR-10 copies nothing)."""
+        return ArraySplit(self.images[start:stop], self.labels[start:stop])
 
     def take(self, rows: np.ndarray) -> "ArraySplit":
         return ArraySplit(self.images[rows], self.labels[rows])

@@ -38,7 +38,10 @@ class FileSplit:
 
     def first(self, n: int | None) -> "FileSplit":
         """The first n files (all for None)."""
-        return FileSplit(self.paths[:n], self.labels[:n])
+        return self.part(0, n)
+
+    def part(self, start: int, stop: int | None = None) -> "FileSplit":
+        return FileSplit(self.paths[start:stop], self.labels[start:stop])
 
     def take(self, rows: np.ndarray) -> "FileSplit":
         return FileSplit(tuple(self.paths[i] for i in rows), self.labels[rows])

@@ -78,8 +78,8 @@ def split_validation(data: Dataset, fraction: float) -> tuple[Split, Split]:
     n_val = int(n_train * fraction)
     if n_val == 0:
         raise KbenchError(f"validation_split={fraction} leaves no validation images out of {n_train}")
-    rows = np.arange(n_train)
-    return data.train.take(rows[: n_train - n_val]), data.train.take(rows[n_train - n_val :])
+    cut = n_train - n_val
+    return data.train.part(0, cut), data.train.part(cut)
 
 
 def prepared(data: Dataset, config: TrialConfig) -> tuple[Dataset, ImageTransform]:

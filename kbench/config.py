@@ -147,8 +147,13 @@ def _parse_bool(text: str) -> bool:
 
 
 def parse_value(text: str, annotation: Any) -> Any:
-    """Parse command-line text as `annotation` (int, float, str, bool, X | None, tuple[str, ...])."""
+    """Parse command-line text as `annotation` (int, float, str, bool, Literal[...], X | None, tuple[str, ...])."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        choices = typing.get_args(annotation)
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(map(str, choices))}")
+        return text
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
         if text.strip().lower() == "none":

@@ -71,8 +71,8 @@ def test_keras_applications_match_keras_counts(name, params):
 
 
 def test_resnet18_small_input_stem_keeps_resolution():
-    normal = build_model("resnet18", (32, 32, 3), 10)
-    small = build_model("resnet18", (32, 32, 3), 10, small_input=True)
+    normal = build_model("resnet18", (32, 32, 3), 10, data_format="channels_last")  # shapes read as NHWC below
+    small = build_model("resnet18", (32, 32, 3), 10, small_input=True, data_format="channels_last")
     # 7x7/2 conv + max-pool divide by 4 before the stages; the CIFAR stem does not.
     assert normal.get_layer("stage4_block2_out").output.shape[1:3] == (1, 1)
     assert small.get_layer("stage4_block2_out").output.shape[1:3] == (4, 4)

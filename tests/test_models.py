@@ -52,3 +52,42 @@ def test_kbench_max_pooling_equals_keras_max_pooling_forward_and_backward():
         np.testing.assert_allclose(np.asarray(summed(ours)), np.asarray(summed(stock)))
     model = keras.Sequential([keras.Input((8, 8, 1)), MaxPooling2D()])
     assert model.output_shape == (None, 4, 4, 1)
+
+
+def test_models_compute_channels_first_on_torch_only():
+    """The default layout is the backend's fast one; the input stays channels-last everywhere."""
+    import keras
+
+    from kbench.models.layers import fast_data_format
+
+    expected = "channels_first" if keras.backend.backend() == "torch" else "channels_last"
+    assert fast_data_format() == expected
+    for name in ("a3", "resnet18"):
+        model = build_model(name, (32, 32, 3), 10)
+        assert model.input_shape == (None, 32, 32, 3)
+        convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+        assert {conv.data_format for conv in convs} == {expected}
+
+
+@pytest.mark.parametrize("name, size, options", [("a3", 32, {}), ("resnet18", 16, {"small_input": True})])
+def test_both_layouts_share_weights_and_predictions(name, size, options, tmp_path):
+    """Weights saved from one layout load into the other and give the same logits."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        pytest.skip("TensorFlow's CPU kernels do not run channels-first convolutions")
+    images = np.random.default_rng(0).integers(0, 256, (4, size, size, 3)).astype("float32")
+    first = build_model(name, (size, size, 3), 5, data_format="channels_first", **options)
+    first.save_weights(tmp_path / "model.weights.h5")
+    last = build_model(name, (size, size, 3), 5, data_format="channels_last", **options)
+    last.load_weights(tmp_path / "model.weights.h5")
+    np.testing.assert_allclose(
+        np.asarray(last.predict(images, verbose=0)), np.asarray(first.predict(images, verbose=0)), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_an_unknown_data_format_is_an_error():
+    from kbench.errors import KbenchError
+
+    with pytest.raises(KbenchError, match="data_format='nchw'"):
+        build_model("a3", (32, 32, 3), 10, data_format="nchw")

@@ -20,6 +20,14 @@ convolutions and the stem max-pool therefore use an explicit
 keep "same", which is symmetric for odd kernels. Output shapes are those of
 "same" (ceil(size / 2)) for every input size.
 
+Inputs are channels-last images; inside, the network computes in
+``data_format``, by default channels-first on PyTorch (no transposes around
+each convolution) and channels-last elsewhere. The weights are the same in
+both, so a ``.weights.h5`` file moves between backends; a whole ``.keras``
+file saved on PyTorch records channels-first layers, which TensorFlow's CPU
+kernels cannot run: rebuild with ``data_format="channels_last"`` and load the
+weights file instead.
+
 weights="imagenet" loads torchvision's ImageNet weights (IMAGENET1K_V1,
 top-1 69.76 % for ResNet-18 and 73.31 % for ResNet-34): the ``.pth`` file is
 downloaded into Keras's cache (``$KERAS_HOME/models``, else
@@ -51,6 +59,7 @@ from keras import layers
 
 from kbench.errors import KbenchError
 from kbench.models.applications import GreyToRGB, check_weights, keras_cache_dir, load_weights_file
+from kbench.models.layers import DataFormat, channel_axis, resolve_data_format, to_data_format
 from kbench.models.registry import MODELS
 
 # torchvision's transforms.Normalize values, so the network sees what torchvision models see.
@@ -78,27 +87,27 @@ def _normalize(channels: int) -> layers.Layer:
     )
 
 
-def _conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, relu: bool = True):
+def _conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, data_format: DataFormat, relu: bool = True):
     padding = "same"  # stride 1, odd kernel: (k - 1) / 2 on each side, as torch
     if strides != 1:
         # torch pads k // 2 on each side; "same" would pad less before than after.
         # (The 1x1 shortcut needs no padding: "valid" is what torch does.)
         if kernel_size // 2:
-            x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+            x = layers.ZeroPadding2D(kernel_size // 2, data_format=data_format, name=f"{name}_pad")(x)
         padding = "valid"
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=False,
-                      kernel_initializer=_HE_FAN_OUT, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+                      kernel_initializer=_HE_FAN_OUT, data_format=data_format, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(axis=channel_axis(data_format), momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def _basic_block(x, filters: int, strides: int, name: str):
+def _basic_block(x, filters: int, strides: int, name: str, data_format: DataFormat):
     """Two 3x3 convolutions and an identity (or 1x1 projection) shortcut."""
     shortcut = x
-    if strides != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, filters, 1, strides, f"{name}_shortcut", relu=False)
-    x = _conv_bn(x, filters, 3, strides, f"{name}_1")
-    x = _conv_bn(x, filters, 3, 1, f"{name}_2", relu=False)
+    if strides != 1 or x.shape[channel_axis(data_format)] != filters:
+        shortcut = _conv_bn(x, filters, 1, strides, f"{name}_shortcut", data_format, relu=False)
+    x = _conv_bn(x, filters, 3, strides, f"{name}_1", data_format)
+    x = _conv_bn(x, filters, 3, 1, f"{name}_2", data_format, relu=False)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.ReLU(name=f"{name}_out")(x)
 
@@ -110,8 +119,10 @@ def _resnet(
     num_classes: int,
     weights: str | None,
     small_input: bool,
+    data_format: DataFormat | None,
 ) -> keras.Model:
     check_weights(name, weights, has_imagenet=True)
+    data_format = resolve_data_format(data_format)
     state_dict = None
     if weights == "imagenet":
         _check_imagenet_options(name, input_shape, small_input)
@@ -120,20 +131,21 @@ def _resnet(
     x = inputs
     if state_dict is not None and input_shape[-1] == 1:  # as keras.applications models: grey into R, G and B
         x = GreyToRGB(name="grey_to_rgb")(x)
-    x = _normalize(x.shape[-1])(x)
+    x = to_data_format(_normalize(x.shape[-1])(x), data_format)
     if small_input:
-        x = _conv_bn(x, 64, 3, 1, "stem")
+        x = _conv_bn(x, 64, 3, 1, "stem", data_format)
     else:
-        x = _conv_bn(x, 64, 7, 2, "stem")
+        x = _conv_bn(x, 64, 7, 2, "stem", data_format)
         # torch: MaxPool2d(3, stride 2, padding 1), padding with -inf. Zeros do the same here:
         # the input follows a ReLU, so it is >= 0 and a zero never exceeds the window's maximum.
-        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")(x)
+        x = layers.ZeroPadding2D(1, data_format=data_format, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="valid", data_format=data_format, name="stem_pool")(x)
     for stage, blocks in enumerate(blocks_per_stage):
         for block in range(blocks):
             strides = 2 if stage > 0 and block == 0 else 1
-            x = _basic_block(x, 64 * 2**stage, strides, name=f"stage{stage + 1}_block{block + 1}")
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+            x = _basic_block(x, 64 * 2**stage, strides, name=f"stage{stage + 1}_block{block + 1}",
+                             data_format=data_format)
+    x = layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
     model = keras.Model(inputs, outputs, name=name)
     if state_dict is not None:
@@ -318,15 +330,17 @@ def resnet18(
     num_classes: int,
     weights: str | None = None,
     small_input: bool = False,
+    data_format: DataFormat | None = None,
 ) -> keras.Model:
     """ResNet-18 (BasicBlock [2,2,2,2], torchvision layout); 11,181,642 trainable params at 10 classes.
 
     weights: None, "imagenet" (torchvision's weights, converted; needs PyTorch
     and RGB input, and the fc layer too at 1000 classes) or a local
     .weights.h5/.keras file. small_input: 3x3 stride-1 stem without max-pool
-    (CIFAR); not with "imagenet".
+    (CIFAR); not with "imagenet". data_format: the layout computed in (None:
+    the backend's fast one; inputs are channels-last either way).
     """
-    return _resnet("resnet18", (2, 2, 2, 2), input_shape, num_classes, weights, small_input)
+    return _resnet("resnet18", (2, 2, 2, 2), input_shape, num_classes, weights, small_input, data_format)
 
 
 @MODELS.register("resnet34")
@@ -335,9 +349,10 @@ def resnet34(
     num_classes: int,
     weights: str | None = None,
     small_input: bool = False,
+    data_format: DataFormat | None = None,
 ) -> keras.Model:
     """ResNet-34 (BasicBlock [3,4,6,3], torchvision layout); 21,289,802 trainable params at 10 classes.
 
     Options as for resnet18.
     """
-    return _resnet("resnet34", (3, 4, 6, 3), input_shape, num_classes, weights, small_input)
+    return _resnet("resnet34", (3, 4, 6, 3), input_shape, num_classes, weights, small_input, data_format)

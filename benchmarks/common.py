@@ -30,9 +30,14 @@ RESULT_PREFIX = '{"impl"'  # how keras_vs_native.py finds the result among other
 # ----------------------------------------------------------------------------- options
 
 
-def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
-    """The options every script takes; --jit-compile follows Keras's Model.compile(jit_compile=...)."""
+def parse_args(
+    description: str, argv: list[str] | None = None, add_options: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The options every script takes (and a script's own, from `add_options`);
+    --jit-compile follows Keras's Model.compile(jit_compile=...)."""
     parser = argparse.ArgumentParser(description=description)
+    if add_options is not None:
+        add_options(parser)
     parser.add_argument("--epochs", type=int, default=2, help="epochs to train (default 2); the first one compiles")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128, as kbench)")
     parser.add_argument(

@@ -6,7 +6,7 @@ Trains S1's A3 CNN for 3 epochs on 12,800 random 32x32x3 images, batch 128,
 and prints images/s per epoch (epoch 0 includes compilation):
 - arrays: Keras's own path, `fit(x_float32, y)`;
 - pydataset: a `keras.utils.PyDataset` of NumPy batches;
-- generator: kbench's Python generator of NumPy batches in the same order (`numpy_feed`);
+- generator: a plain Python generator of NumPy batches in the feed's order (`numpy_feed` below);
 - feed: kbench's tf.data pipeline (`kbench.training.feed.training_feed`).
 """
 
@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from kbench.models import build_model
-from kbench.training.feed import numpy_feed, training_feed
+from kbench.training.feed import epoch_order, training_feed
 
 IMAGES, BATCH, EPOCHS = 12_800, 128, 3
 
@@ -33,6 +33,19 @@ class NumpyBatches(keras.utils.PyDataset):
 
     def __getitem__(self, i):
         return self.x[i * BATCH : (i + 1) * BATCH].astype(np.float32), self.y[i * BATCH : (i + 1) * BATCH]
+
+
+def numpy_feed(x, y, batch_size: int, seed: int, epochs: int):
+    """`training_feed`'s batches, in the same order, with no TensorFlow threads (tried for PyTorch; see BENCHMARKS.md)."""
+
+    def batches():
+        for epoch in range(epochs):
+            order = epoch_order(seed, epoch, len(x))
+            for start in range(0, len(x), batch_size):
+                rows = order[start : start + batch_size]
+                yield x[rows].astype(np.float32), y[rows]
+
+    return batches(), math.ceil(len(x) / batch_size)
 
 
 class Throughput(keras.callbacks.Callback):

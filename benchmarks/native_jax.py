@@ -5,6 +5,11 @@
 No Flax or Optax: parameters are a dict of arrays, the model a function, and
 Adam a few lines over jax.tree_util. Layout NHWC / HWIO, which is what Keras
 uses on JAX too. Prints images/s per epoch and one JSON line at the end.
+
+--pool reduce_window (default) pools with `lax.reduce_window`, as Keras's stock
+MaxPooling2D and Flax's max_pool do; --pool reshape computes the same maximum
+as kbench's own MaxPooling2D does on JAX (a reshape and a max), so that Keras's
+own overhead can be told apart from the pooling gain.
 """
 
 from __future__ import annotations
@@ -22,9 +27,20 @@ def conv(x, kernel, bias):
     return y + bias
 
 
-def max_pool(x):
+def reduce_window_pool(x):
     """2x2 max-pooling, stride 2 (Keras's MaxPooling2D default)."""
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+def reshape_pool(x):
+    """The same pooling as a reshape to (H/2, 2, W/2, 2) and a max: kbench's MaxPooling2D on JAX."""
+    n, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2]
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+POOLS = {"reduce_window": reduce_window_pool, "reshape": reshape_pool}
+max_pool = reduce_window_pool  # main() sets the one chosen by --pool, before anything is traced
 
 
 def a3(params, images):
@@ -72,7 +88,14 @@ def train_step(params, opt_state, images, labels):
 
 
 def main(argv=None) -> None:
-    args = common.parse_args(__doc__.splitlines()[0], argv)
+    global max_pool
+    args = common.parse_args(
+        __doc__.splitlines()[0],
+        argv,
+        lambda parser: parser.add_argument("--pool", choices=sorted(POOLS), default="reduce_window",
+                                           help="how to max-pool (default reduce_window)"),
+    )
+    max_pool = POOLS[args.pool]
     use_jit = common.resolve_jit(args.jit_compile, auto=True)
     data = common.load_cifar10(args.train_subset, args.test_subset)
     params = jax.tree_util.tree_map(jnp.asarray, common.a3_initial_weights(args.seed))
@@ -100,6 +123,7 @@ def main(argv=None) -> None:
         common.result_line(
             "native", "jax", args, len(data.x_train), seconds, losses, test_accuracy, use_jit,
             backend_version=jax.__version__,
+            pool=args.pool,
         )
     )
 

@@ -7,7 +7,7 @@ Column names follow timm's benchmark.py (`train_samples_per_sec`,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,12 @@ class BenchSettings:
     steps: int = 20
     warmup: int = 3
     jit_compile: str = "auto"
+    model_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"small_input": True}
+
+
+def _describe(options: dict[str, Any]) -> str:
+    """Model options as one table cell, e.g. 'small_input=True, data_format=channels_first'."""
+    return ", ".join(f"{key}={value}" for key, value in options.items())
 
 
 def _step_times(step, steps: int, warmup: int) -> np.ndarray:
@@ -65,7 +71,7 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
     from kbench.training.trial import JIT
 
     shape = (settings.image_size, settings.image_size, settings.channels)
-    model = build_model(settings.model, shape, settings.num_classes)
+    model = build_model(settings.model, shape, settings.num_classes, **settings.model_options)
     model.compile(
         optimizer="adam",
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -81,6 +87,7 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
     environment = describe_environment()
     return {
         "model": settings.model,
+        "options": _describe(settings.model_options),
         "backend": environment["backend"],
         "device": environment["device"],
         "batch_size": settings.batch_size,
@@ -96,17 +103,20 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
     }
 
 
-def latency(model_name: str, num_classes: int = 10, repeats: int = LATENCY_REPEATS) -> dict[str, Any]:
+def latency(
+    model_name: str, num_classes: int = 10, repeats: int = LATENCY_REPEATS, model_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """S2's latency protocol: one random 750x750x3 image, `repeats` predictions, mean and std in ms."""
     from kbench.models import build_model
 
     shape = (LATENCY_IMAGE_SIZE, LATENCY_IMAGE_SIZE, 3)
-    model = build_model(model_name, shape, num_classes)
+    model = build_model(model_name, shape, num_classes, **(model_options or {}))
     image = np.random.default_rng(0).integers(0, 256, (1, *shape)).astype(np.float32)
     times = 1000 * _step_times(lambda: np.asarray(model.predict_on_batch(image)), repeats, warmup=3)
     environment = describe_environment()
     return {
         "model": model_name,
+        "options": _describe(model_options or {}),
         "backend": environment["backend"],
         "device": environment["device"],
         "img_size": LATENCY_IMAGE_SIZE,
@@ -149,7 +159,7 @@ def efficiency(experiment, repeats: int = LATENCY_REPEATS, image_size: int = LAT
         published = next((p.metrics for p in experiment.published if p.params.get("model") == config.model), {})
         rows.append({
             "model": config.model,
-            "options": ", ".join(f"{k}={v}" for k, v in config.model_options.items()),
+            "options": _describe(config.model_options),
             "params_m": sum(int(np.prod(w.shape)) for w in model.trainable_weights) / 1e6,
             f"gmacs_{image_size}": count_macs(model) / 1e9,
             "peak_memory_mb": memory.accelerator_mb if memory.accelerator_mb is not None else memory.host_mb,

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
     bench.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing, compilation)")
     bench.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
+    bench.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a model option, e.g. --option small_input=true (repeatable; see `kbench models`)")
     bench.add_argument("--latency", action="store_true",
                        help="S2's protocol instead: one 750x750x3 image, --repeats predictions, mean +- std")
     bench.add_argument("--repeats", type=int, default=100, help="predictions timed by --latency (default 100)")
@@ -252,18 +254,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from kbench import bench
+    from kbench.config import parse_model_options
     from kbench.models import MODELS
     from kbench.results.table import format_table
 
-    MODELS.get(args.model)  # an unknown name fails here, before any work
+    MODELS.get(args.model)  # an unknown name or option fails here, before any work
+    options = parse_model_options(args.option, args.model)
     for name in ("batch_size", "image_size", "steps", "num_classes", "channels"):
         if getattr(args, name) < 1:
             raise KbenchError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     if args.latency:
-        row = bench.latency(args.model, args.num_classes, args.repeats)
+        row = bench.latency(args.model, args.num_classes, args.repeats, options)
     else:
         settings = bench.BenchSettings(args.model, args.batch_size, args.image_size, args.channels,
-                                       args.num_classes, args.steps, args.warmup, args.jit_compile)
+                                       args.num_classes, args.steps, args.warmup, args.jit_compile, options)
         row = bench.bench(settings)
     table = pd.DataFrame([row])
     if args.format == "table":

@@ -230,8 +230,36 @@ def _parse_for(key: str, text: str, models: list[str], flag: str) -> Any:
     try:
         return parse_value(text, annotation)
     except (ValueError, TypeError):
-        name = getattr(annotation, "__name__", str(annotation))
-        raise KbenchError(f"{flag} {key}={text!r}: not a valid {name}") from None
+        raise KbenchError(f"{flag} {key}={text!r}: expected {describe_type(annotation)}") from None
+
+
+def describe_type(annotation: Any) -> str:
+    """A type annotation in words, for error messages: 'int', "one of 'a', 'b' or none"."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        parts = [describe_type(a) for a in typing.get_args(annotation) if a is not type(None)]
+        optional = type(None) in typing.get_args(annotation)
+        return " or ".join(parts + (["none"] if optional else []))
+    if origin is tuple:
+        return f"{describe_type(typing.get_args(annotation)[0])} values joined by '+'"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def parse_model_options(assignments: list[str], model: str, flag: str = "--option") -> dict[str, Any]:
+    """KEY=VALUE texts -> options of `model`, parsed by its builder's annotations; an unknown key is an error."""
+    from kbench.models import model_options
+
+    accepted = model_options(model)
+    options = {}
+    for text in assignments:
+        key, value = split_assignment(text, flag)
+        if key not in accepted:
+            raise KbenchError(f"{flag} {text!r}: model {model} has no option {key!r}; its options: "
+                              f"{', '.join(accepted) or 'none'}")
+        options[key] = _parse_for(key, value, [model], flag)
+    return options
 
 
 @dataclass

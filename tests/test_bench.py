@@ -31,6 +31,18 @@ def test_bench_rejects_unknown_models_and_bad_sizes(capsys):
     assert "--batch-size 0: must be at least 1" in capsys.readouterr().err
 
 
+def test_bench_takes_model_options(capsys):
+    code = main(["bench", "resnet18", "--option", "small_input=true", "--option", "data_format=channels_last",
+                 "--image-size", "16", "--batch-size", "4", "--steps", "1", "--warmup", "1", "--format", "json"])
+    row = json.loads(capsys.readouterr().out)[0]
+    assert code == 0 and row["options"] == "small_input=True, data_format=channels_last"
+    assert row["gmacs_per_image"] > 0.1  # the stride-1 stem: 0.14 G at 16x16, 0.016 G with the ImageNet stem
+    assert main(["bench", "a1", "--option", "depth=3"]) == 2
+    assert "model a1 has no option 'depth'; its options: activation, data_format" in capsys.readouterr().err
+    assert main(["bench", "a1", "--option", "data_format=nchw"]) == 2
+    assert "expected one of 'channels_last', 'channels_first' or none" in capsys.readouterr().err
+
+
 def test_efficiency_table_measures_each_model_of_the_grid_beside_the_published_figures(capsys):
     from kbench.bench import efficiency
     from kbench.config import Experiment, PublishedResult, TrialConfig

@@ -73,7 +73,7 @@ def test_results_show_published_figures_and_pending_trials(capsys, logs_dir):
         (["run", "no_such_experiment"], "unknown experiment 'no_such_experiment'"),
         (["run", "quickstart", "--grid", "colour=red"], "unknown key 'colour'"),
         (["run", "quickstart", "--set", "epochs"], "--set 'epochs': expected KEY=VALUE"),
-        (["run", "quickstart", "--set", "epochs=ten"], "epochs='ten': not a valid int"),
+        (["run", "quickstart", "--set", "epochs=ten"], "epochs='ten': expected int"),
         (["run", "quickstart", "--set", "dataset=cifar10", "--data-dir", "{tmp}"], "cifar10: no cifar-10-python.tar.gz"),
         (["run", "quickstart", "--logs-dir", "{tmp}/file.txt/logs"], "cannot write results to"),
     ],

@@ -37,7 +37,7 @@ def test_quick_mode_shrinks_data_and_epochs():
     "overrides, message",
     [
         (Overrides(grids=["colour=red,blue"]), "unknown key 'colour'"),
-        (Overrides(sets=["epochs=many"]), "epochs='many': not a valid int"),
+        (Overrides(sets=["epochs=many"]), "epochs='many': expected int"),
         (Overrides(sets=["epochs"]), "expected KEY=VALUE"),
         (Overrides(sets=["=3"]), "expected KEY=VALUE"),
         (Overrides(sets=["optimizer=nope"]), "optimizer='nope' is not a Keras optimizer"),

@@ -137,3 +137,15 @@ def test_shared_initial_weights_have_a3s_shapes_and_parameter_count():
     weights = common.a3_initial_weights(seed=0)
     assert model.count_params() == common.A3_PARAMS
     assert [w.shape for pair in weights.values() for w in pair] == [tuple(v.shape) for v in model.weights]
+
+
+def test_native_jax_reshape_pool_equals_reduce_window(monkeypatch):
+    """--pool reshape (kbench's JAX pooling) computes the same maximum as lax.reduce_window."""
+    if not installed("jax"):
+        pytest.skip("jax is not installed")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # native_jax.py imports its neighbour `common`
+    spec = importlib.util.spec_from_file_location("kbench_native_jax", BENCHMARKS / "native_jax.py")
+    native_jax = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(native_jax)
+    x = np.random.default_rng(0).normal(size=(2, 7, 9, 3)).astype("float32")  # odd sizes: edges dropped
+    np.testing.assert_array_equal(np.asarray(native_jax.reshape_pool(x)), np.asarray(native_jax.reduce_window_pool(x)))

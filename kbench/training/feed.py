@@ -51,23 +51,6 @@ def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoc
     return pipeline, math.ceil(len(x) / batch_size)
 
 
-def numpy_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: int, first_epoch: int = 0):
-    """`training_feed`'s batches, in the same order, from a plain Python generator of NumPy arrays.
-
-    No TensorFlow threads: on PyTorch they compete with torch's own threads
-    for the cores (see BENCHMARKS.md).
-    """
-
-    def batches():
-        for epoch in range(first_epoch, epochs):
-            order = epoch_order(seed, epoch, len(x))
-            for start in range(0, len(x), batch_size):
-                rows = order[start : start + batch_size]
-                yield x[rows].astype(np.float32), y[rows]
-
-    return batches(), math.ceil(len(x) / batch_size)
-
-
 def _tensorflow():
     import tensorflow as tf
 

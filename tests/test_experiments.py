@@ -10,7 +10,14 @@ SHRINK = ["--set", "train_subset=96", "--set", "test_subset=48"]
 # Experiments whose quick grid builds large ImageNet architectures: minutes per backend on 2 cores.
 LARGE = {"cifar_resnet", "cifar_resnet_final", "chars"}
 # Offline, transfer's pretrained variants stop (tests/test_file_datasets.py checks that); from scratch runs.
-EXTRA = {"transfer": ["--set", "variant=scratch"]}
+# symbols: ResNet-18 only; its ResNet-50 point is a keras.applications network, which the slow tests build.
+# cifar_grid: batch 128 only (4 of 12 points); the other batch sizes run the same code, and each point
+# compiles anew (5 s on JAX).
+EXTRA = {
+    "transfer": ["--set", "variant=scratch"],
+    "symbols": ["--grid", "model=resnet18"],
+    "cifar_grid": ["--grid", "batch_size=128"],
+}
 
 
 def experiment_params():

@@ -71,16 +71,18 @@ def test_models_compute_channels_first_on_torch_only():
 
 @pytest.mark.parametrize("name, size, options", [("a3", 32, {}), ("resnet18", 16, {"small_input": True})])
 def test_both_layouts_share_weights_and_predictions(name, size, options, tmp_path):
-    """Weights saved from one layout load into the other and give the same logits."""
+    """A checkpoint saved in one layout loads (as weights=FILE does) into the other and gives the same logits."""
     import keras
+
+    from kbench.models.applications import load_weights_file
 
     if keras.backend.backend() == "tensorflow":
         pytest.skip("TensorFlow's CPU kernels do not run channels-first convolutions")
     images = np.random.default_rng(0).integers(0, 256, (4, size, size, 3)).astype("float32")
     first = build_model(name, (size, size, 3), 5, data_format="channels_first", **options)
-    first.save_weights(tmp_path / "model.weights.h5")
+    first.save(tmp_path / "best.keras")  # as a trial's ModelCheckpoint does
     last = build_model(name, (size, size, 3), 5, data_format="channels_last", **options)
-    last.load_weights(tmp_path / "model.weights.h5")
+    load_weights_file(last, tmp_path / "best.keras")
     np.testing.assert_allclose(
         np.asarray(last.predict(images, verbose=0)), np.asarray(first.predict(images, verbose=0)), rtol=1e-4, atol=1e-4
     )
@@ -91,3 +93,19 @@ def test_an_unknown_data_format_is_an_error():
 
     with pytest.raises(KbenchError, match="data_format='nchw'"):
         build_model("a3", (32, 32, 3), 10, data_format="nchw")
+
+
+def test_channels_first_on_tensorflow_without_a_gpu_is_refused_before_building():
+    import keras
+
+    from kbench.errors import KbenchError
+
+    if keras.backend.backend() != "tensorflow":
+        assert build_model("a3", (32, 32, 3), 10, data_format="channels_first").output_shape == (None, 10)
+        return
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU runs channels-first convolutions")
+    with pytest.raises(KbenchError, match="CPU kernels do not run channels-first"):
+        build_model("a3", (32, 32, 3), 10, data_format="channels_first")

@@ -110,3 +110,32 @@ def test_backup_torn_by_a_kill_during_its_first_save_is_discarded(tmp_path, digi
     (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n torn")  # weights half-written, no epoch number
     metrics = train_trial(TrialConfig(**TINY | {"epochs": 1}), digits, tmp_path, verbose=0)
     assert metrics["status"] == "finished" and metrics["epochs_run"] == 1
+
+
+def test_partial_last_batch_compiles_once_per_trial_not_once_per_epoch():
+    """200 images at batch 64: three full batches and one of 8 per epoch. On TensorFlow
+    and JAX, Python's train_step runs only while tracing; it must not run again after
+    the first epoch. PyTorch runs eagerly: once per step."""
+    from kbench.models import build_model
+    from kbench.training.feed import training_feed
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (200, 16, 16, 3), dtype=np.uint8), rng.integers(0, 10, 200)
+    model = build_model("a1", (16, 16, 3), 10)
+    calls_per_epoch = [0, 0, 0]
+    original_step = model.train_step
+
+    def counting_step(*args):  # (data), or (state, data) on JAX
+        calls_per_epoch[epoch_now[0]] += 1
+        return original_step(*args)
+
+    epoch_now = [0]
+    model.train_step = counting_step
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    feed, steps = training_feed(x, y, batch_size=64, seed=0, epochs=3)
+    track = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epoch_now.__setitem__(0, epoch))
+    model.fit(feed, steps_per_epoch=steps, epochs=3, shuffle=False, verbose=0, callbacks=[track])
+    if keras.backend.backend() == "torch":
+        assert calls_per_epoch == [4, 4, 4]
+    else:  # a trace for the full batches and at most one more for the partial one
+        assert 1 <= calls_per_epoch[0] <= 2 and calls_per_epoch[1:] == [0, 0], calls_per_epoch

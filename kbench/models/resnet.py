@@ -23,10 +23,10 @@ keep "same", which is symmetric for odd kernels. Output shapes are those of
 Inputs are channels-last images; inside, the network computes in
 ``data_format``, by default channels-first on PyTorch (no transposes around
 each convolution) and channels-last elsewhere. The weights are the same in
-both, so a ``.weights.h5`` file moves between backends; a whole ``.keras``
-file saved on PyTorch records channels-first layers, which TensorFlow's CPU
-kernels cannot run: rebuild with ``data_format="channels_last"`` and load the
-weights file instead.
+both, so a checkpoint from any backend loads as ``weights=FILE`` on any other.
+Only ``keras.saving.load_model`` of a ``.keras`` file saved on PyTorch fails
+on TensorFlow on a CPU (its kernels refuse channels-first convolutions):
+build the model there and load the weights.
 
 weights="imagenet" loads torchvision's ImageNet weights (IMAGENET1K_V1,
 top-1 69.76 % for ResNet-18 and 73.31 % for ResNet-34): the ``.pth`` file is

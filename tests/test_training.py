@@ -122,14 +122,13 @@ def test_partial_last_batch_compiles_once_per_trial_not_once_per_epoch():
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (200, 16, 16, 3), dtype=np.uint8), rng.integers(0, 10, 200)
     model = build_model("a1", (16, 16, 3), 10)
-    calls_per_epoch = [0, 0, 0]
+    calls_per_epoch, epoch_now = [0, 0, 0], [0]
     original_step = model.train_step
 
     def counting_step(*args):  # (data), or (state, data) on JAX
         calls_per_epoch[epoch_now[0]] += 1
         return original_step(*args)
 
-    epoch_now = [0]
     model.train_step = counting_step
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     feed, steps = training_feed(x, y, batch_size=64, seed=0, epochs=3)

@@ -8,6 +8,7 @@ import keras
 from keras import layers, ops
 
 from kbench.errors import KbenchError
+from kbench.training.environment import accelerator
 
 DataFormat = Literal["channels_last", "channels_first"]
 
@@ -31,16 +32,10 @@ def resolve_data_format(data_format: DataFormat | None) -> DataFormat:
         return fast_data_format()
     if data_format not in ("channels_last", "channels_first"):
         raise KbenchError(f"data_format={data_format!r}: use 'channels_last', 'channels_first' or None (the backend's fast one)")
-    if data_format == "channels_first" and keras.backend.backend() == "tensorflow" and not _tensorflow_gpu():
+    if data_format == "channels_first" and keras.backend.backend() == "tensorflow" and accelerator() == "cpu":
         raise KbenchError("data_format='channels_first': TensorFlow's CPU kernels do not run channels-first "
                           "convolutions; use 'channels_last' or None on this machine")
     return data_format
-
-
-def _tensorflow_gpu() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def to_data_format(images, data_format: DataFormat):

@@ -13,15 +13,23 @@ from kbench.errors import KbenchError
 LOGS_DIR_ENV = "KBENCH_LOGS_DIR"
 
 
-def _add_overrides(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("experiment", help="an experiment name (see `kbench list`) or a path to a .py file")
+def _add_overrides(parser: argparse.ArgumentParser, experiment_required: bool = True) -> None:
+    """The flags that select a run: the experiment and its overrides (the same for run, results, report, ...)."""
+    if experiment_required:
+        parser.add_argument("experiment", help="an experiment name (see `kbench list`) or a path to a .py file")
+    else:
+        parser.add_argument("experiment", nargs="?", default=None,
+                            help="an experiment name or .py file (default: every experiment in --logs-dir)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="fix a setting, e.g. --set epochs=5 (repeatable)")
     parser.add_argument("--grid", dest="grids", action="append", default=[], metavar="KEY=V1,V2",
                         help="replace or add a grid axis, e.g. --grid batch_size=64,128 (repeatable)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny subset and one epoch: a smoke run of the whole pipeline")
-    parser.add_argument("--logs-dir", type=Path, default=Path(os.environ.get(LOGS_DIR_ENV, "logs")),
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="image files: leave out unreadable or mislabelled files instead of stopping "
+                        "(each trial lists them in skipped.csv); same as --set skip_bad=true")
+    parser.add_argument("--logs-dir", type=Path, default=_default_logs_dir(),
                         help=f"results folder (default: ${LOGS_DIR_ENV} or ./logs)")
 
 
@@ -40,17 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, default=None,
                      help="folder with local data-set files (default: $KBENCH_DATA_DIR, else download)")
     run.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
-    run.add_argument("--skip-bad", action="store_true",
-                     help="image files: leave out unreadable or mislabelled files instead of stopping "
-                     "(each trial lists them in skipped.csv); same as --set skip_bad=true")
 
     data = commands.add_parser("data", help="check image-file data sets, or generate the offline study data sets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    check = data_commands.add_parser("check", help="read a data set (folder tree, archive, Roboflow export or name) and report "
-                                     "its layout, classes and split sizes, or what is wrong with it")
+    check = data_commands.add_parser("check", help="read a data set (folder tree, archive, Roboflow export or name), "
+                                     "decode every image, and report its layout, classes and split sizes, and every "
+                                     "problem grouped by kind (exit 1 when there is any)")
     check.add_argument("source", help="a folder, an archive or a registered data set name (e.g. symbols)")
     check.add_argument("--data-dir", type=Path, default=None, help="as for `kbench run`")
-    check.add_argument("--skip-bad", action="store_true", help="list bad files instead of stopping at the first")
+    check.add_argument("--skip-bad", action="store_true",
+                       help="accepted for compatibility; changes nothing (data check always lists every problem)")
     check.add_argument("--multi-label", action="store_true", help="Roboflow rows may set several classes")
     for name, what in (("make-symbols", "S5's 5 switch symbols, synthetic + real-looking BEL_ images, as a "
                         "Roboflow CSV export"), ("make-signs", "S4's 6 speed-limit sign classes as a train/val folder tree")):
@@ -62,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(results)
     results.add_argument("--format", choices=("table", "csv", "json"), default="table")
     results.add_argument("--backend", default=None, help="comma-separated backends to show (default: all run)")
+    results.add_argument("--all", action="store_true",
+                         help="every trial ever run for the experiment, whatever its overrides, with the settings "
+                         "that differ; stale (trained on older data) and legacy trials are marked")
 
     compare = commands.add_parser("compare", help="run the grid on several backends and compare them")
     _add_overrides(compare)
@@ -93,19 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     efficiency.add_argument("--image-size", type=int, default=750, help="square image side (default 750, as S2)")
     efficiency.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
-    tensorboard = commands.add_parser("tensorboard", help="serve TensorBoard on an experiment's results (or on all)")
-    tensorboard.add_argument("experiment", nargs="?", default=None,
-                             help="an experiment name or .py file (default: every experiment in --logs-dir)")
-    tensorboard.add_argument("--quick", action="store_true", help="the --quick run's results")
-    tensorboard.add_argument("--logs-dir", type=Path, default=Path(os.environ.get(LOGS_DIR_ENV, "logs")),
-                             help=f"results folder (default: ${LOGS_DIR_ENV} or ./logs)")
+    tensorboard = commands.add_parser(
+        "tensorboard", help="serve TensorBoard on one run's trials (an experiment with its overrides), or on all results")
+    _add_overrides(tensorboard, experiment_required=False)
     tensorboard.add_argument("--port", type=int, default=None, help="default: the first free port from 6006")
     tensorboard.add_argument("--host", default=None, help="address to listen on (default: localhost)")
 
     report = commands.add_parser("report", help="write an HTML page (and Markdown) of an experiment's results")
     _add_overrides(report)
-    report.add_argument("--data-dir", type=Path, default=None,
-                        help="as for `kbench run`: the test images of the misclassification dashboard")
     models = commands.add_parser("models", help="list the registered models: parameters, GMACs per image, description")
     models.add_argument("names", nargs="*", metavar="MODEL", help="models to show (default: all; building them all takes a while)")
     models.add_argument("--input-shape", default="32,32,3", help="HEIGHT,WIDTH,CHANNELS the models are built for (default 32,32,3)")
@@ -127,7 +132,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _overrides(args: argparse.Namespace):
     from kbench.config import Overrides
 
-    return Overrides(sets=args.sets, grids=args.grids, quick=args.quick)
+    return Overrides(sets=[*args.sets, *(["skip_bad=true"] if args.skip_bad else [])], grids=args.grids, quick=args.quick)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -140,31 +145,68 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print(f"kbench: backend {keras.backend.backend()} (keras {keras.__version__}; set KERAS_BACKEND to change)", flush=True)
     overrides = _overrides(args)
-    if args.skip_bad:
-        overrides.sets.append("skip_bad=true")
-    outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=args.verbose)
+    outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=args.verbose,
+                             command=_command("run", args))
     print(f"kbench: trained {outcome.trained}, skipped {outcome.skipped} finished, failed {len(outcome.failed)}")
     if outcome.best_trial is not None:
-        print(f"kbench: best trial {outcome.best_trial} (evaluation in {outcome.best_trial / 'evaluation'})")
-    print(f"kbench: table: kbench results {args.experiment}{' --quick' if args.quick else ''}")
+        print(f"kbench: best trial {outcome.best_trial.name} (evaluation in {outcome.best_trial.evaluation_dir})")
+    for what in ("results", "report", "tensorboard"):
+        print(f"kbench: {'table' if what == 'results' else what}: {_command(what, args)}")
     if outcome.failed:
         print(f"kbench: error: {len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr)
-        return 1
-    return 0
+    if outcome.evaluation_error:
+        print(f"kbench: error: {outcome.evaluation_error}", file=sys.stderr)
+    return 1 if outcome.failed or outcome.evaluation_error else 0
+
+
+def _command(name: str, args: argparse.Namespace) -> str:
+    """The exact command line that selects this run for `name` (run, results, report, tensorboard)."""
+    import shlex
+
+    words = ["kbench", name, args.experiment]
+    words += [word for text in args.sets for word in ("--set", text)]
+    words += [word for text in args.grids for word in ("--grid", text)]
+    words += ["--quick"] if args.quick else []
+    words += ["--skip-bad"] if getattr(args, "skip_bad", False) else []
+    if args.logs_dir != _default_logs_dir():
+        words += ["--logs-dir", str(args.logs_dir)]
+    return shlex.join(words)
+
+
+def _default_logs_dir() -> Path:
+    return Path(os.environ.get(LOGS_DIR_ENV, "logs"))
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    """`kbench data check`: the layout, classes, split sizes and every problem; or make a study data set.
+
+    check exits 0 for a clean data set, 1 when any file has a problem (all of
+    them listed, grouped by kind), and 2 (through main) for a layout error.
+    """
     if args.data_command == "check":
         from kbench.data import load_dataset
-        from kbench.data.files import FileDataset
+        from kbench.data.files import FileDataset, format_problems
+        from kbench.data.sources import UnusableDataError
 
-        data = load_dataset(args.source, args.data_dir, skip_bad=args.skip_bad, multi_label=args.multi_label)
+        # skip_bad=True whatever --skip-bad says: it collects every problem instead of stopping at the
+        # first, and decodes each image in full, so truncated files are found too.
+        try:
+            data = load_dataset(args.source, args.data_dir, skip_bad=True, multi_label=args.multi_label)
+        except UnusableDataError as error:  # problems left a split or class empty: still list them all
+            print(format_problems(error.skipped), flush=True)
+            print(f"kbench: error: {error}", file=sys.stderr)
+            return 1
         if not isinstance(data, FileDataset):
             print(f"{args.source}: in memory, train {data.x_train.shape}, test {data.x_test.shape}, "
                   f"{data.num_classes} classes")
             return 0
-        print(data.describe())
-        return 1 if data.skipped else 0
+        print(data.describe(), flush=True)
+        if data.skipped:
+            print(f"kbench: error: {args.source} cannot be used as is: {len(data.skipped)} problem(s) above; "
+                  "fix them, or run `kbench run` with --skip-bad to leave those files out "
+                  "(each trial lists them in skipped.csv)", file=sys.stderr)
+            return 1
+        return 0
     from kbench.data import synthetic
 
     if args.data_command == "make-symbols":
@@ -177,11 +219,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     from kbench.experiments import load_experiment
-    from kbench.results.table import format_table, results_table
+    from kbench.results.table import all_trials_table, format_table, results_table
 
     experiment = load_experiment(args.experiment)
     backends = args.backend.split(",") if args.backend else None
-    table = results_table(experiment, _overrides(args), args.logs_dir, backends)
+    if args.all:
+        table = all_trials_table(experiment, args.quick, args.logs_dir, backends)
+    else:
+        table = results_table(experiment, _overrides(args), args.logs_dir, backends)
     print(format_table(table, args.format))
     return 0
 
@@ -208,21 +253,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_tensorboard(args: argparse.Namespace) -> int:
-    from kbench.reports.tensorboard_server import serve, tensorboard_logdir
+    from kbench.reports.tensorboard_server import run_logdirs, serve, tensorboard_logdir
 
-    name = None
-    if args.experiment:
-        from kbench.experiments import load_experiment
+    if args.experiment is None:
+        return serve(tensorboard_logdir(args.logs_dir), args.port, args.host)
+    from kbench.experiments import load_experiment
 
-        name = load_experiment(args.experiment).name
-    return serve(tensorboard_logdir(args.logs_dir, name, args.quick), args.port, args.host)
+    logdirs = run_logdirs(load_experiment(args.experiment), _overrides(args), args.logs_dir, _command("run", args))
+    return serve(logdirs, args.port, args.host)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from kbench.experiments import load_experiment
     from kbench.reports.html_report import write_report
 
-    html_path, markdown_path = write_report(load_experiment(args.experiment), _overrides(args), args.logs_dir, args.data_dir)
+    html_path, markdown_path = write_report(load_experiment(args.experiment), _overrides(args), args.logs_dir)
     print(f"kbench: wrote {html_path} and {markdown_path}")
     return 0
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kbench.atomic import write_text_atomic
 from kbench.config import Experiment, Overrides, resolve_trials
 from kbench.results.store import run_name
 from kbench.results.table import METRIC_COLUMNS, results_table
@@ -103,11 +104,9 @@ def comparison_table(table: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
 
 def comparison_chart(comparison: pd.DataFrame, point_keys: list[str], path: Path) -> None:
     """Bars of accuracy (with std) and training throughput per grid point and backend."""
-    import matplotlib
+    from kbench.reports import plots  # pyplot with the file-only backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.plt
     labels = comparison[point_keys].astype(str).agg(" ".join, axis=1) if point_keys else pd.Series("all", index=comparison.index)
     data = comparison.assign(point=labels)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -118,8 +117,7 @@ def comparison_chart(comparison: pd.DataFrame, point_keys: list[str], path: Path
         ax=right, rot=30, title="Training throughput (images/s, steady state)"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def compare(
@@ -150,7 +148,7 @@ def compare(
     comparison = comparison_table(table, grid_keys)
     out_dir = logs_dir / run_name(experiment.name, overrides.quick)
     out_dir.mkdir(parents=True, exist_ok=True)
-    comparison.to_csv(out_dir / "comparison.csv", index=False)
+    write_text_atomic(out_dir / "comparison.csv", comparison.to_csv(index=False))
     if not comparison.empty:
         comparison_chart(comparison, [k for k in grid_keys if k != "seed"], out_dir / "comparison.png")
     return comparison, skipped, out_dir

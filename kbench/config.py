@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import re
 import types
@@ -66,18 +67,24 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fingerprint(self) -> str:
-        """A short stable hash of the settings: equal configs share a trial folder.
+    def identity(self) -> dict[str, Any]:
+        """Every setting, normalised: what a trial is, apart from its data.
 
-        Settings left at their default are not hashed, so adding a new setting
-        to TrialConfig (with a default) keeps every earlier trial's identity.
+        All fields count, defaults included, and the model options are the
+        builder's full set (its defaults filled in): changing a default in
+        TrialConfig or in a builder makes new trials rather than silently
+        reusing results made under the old default.
         """
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                    for f in dataclasses.fields(self)
-                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
-        changed = {k: v for k, v in self.to_dict().items() if k not in defaults or v != defaults[k]}
-        text = json.dumps(changed, sort_keys=True, default=list)
-        return hashlib.sha256(text.encode()).hexdigest()[:8]
+        options = {
+            name: parameter.default
+            for name, parameter in _builder_options(self.model).items()
+            if parameter.default is not parameter.empty
+        }
+        return normalised({**self.to_dict(), "model_options": {**options, **self.model_options}})
+
+    def key(self) -> str:
+        """A short hash of `identity()`: equal settings, however they were written, share it."""
+        return _short_hash(self.identity())
 
     def get(self, key: str) -> Any:
         """A field or a model option, by name (None for an option this trial leaves at its default)."""
@@ -87,6 +94,32 @@ class TrialConfig:
 
 
 CONFIG_FIELDS: dict[str, Any] = typing.get_type_hints(TrialConfig)
+
+
+def _builder_options(model: str) -> dict[str, Any]:
+    from kbench.models import MODELS, model_options
+
+    return model_options(model) if model in MODELS else {}
+
+
+def normalised(value: Any) -> Any:
+    """A value in the one form identities are hashed in: tuples as lists, NumPy scalars as Python ones.
+
+    Numbers of float fields are already floats (see `_coerce`), so `1` and
+    `1.0` given for a learning rate are the same trial.
+    """
+    if isinstance(value, dict):
+        return {str(k): normalised(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [normalised(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # NumPy scalars from a grid
+        return value.item()
+    return value
+
+
+def _short_hash(value: Any, length: int = 8) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 JIT_CHOICES = ("auto", "true", "false")
 TRAIN_LAYERS = ("all", "head")
 
@@ -185,12 +218,28 @@ def _guess(text: str) -> Any:
 
 
 def _coerce(value: Any, annotation: Any) -> Any:
-    """Values from experiment files: text is parsed, an int where a float is due becomes float."""
-    if isinstance(value, str) and annotation is not str:
+    """Values from experiment files and the command line in one form: text is parsed, an int where a
+    float is due becomes a float (also for `float | None`), a list where a tuple is due a tuple, and
+    NumPy scalars Python ones."""
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return normalised(value)
+    if isinstance(value, str) and annotation is not str and str not in typing.get_args(annotation):
         return parse_value(value, annotation)
+    value = normalised(value) if not isinstance(value, (dict, list, tuple)) else value
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and value is not None:
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _coerce(value, options[0]) if len(options) == 1 else value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typing.get_origin(annotation) is tuple and isinstance(value, (list, tuple)):
+        item = typing.get_args(annotation)[0]
+        return tuple(_coerce(v, item) for v in value)
     return value
+
+
+def resolved_dataset(dataset: str) -> str:
+    """A data set given as a path, expanded and made absolute ('~/signs' -> '/home/me/signs'); names unchanged."""
+    return str(Path(dataset).expanduser().resolve()) if looks_like_path(dataset) else dataset
 
 
 def split_assignment(text: str, flag: str) -> tuple[str, str]:
@@ -321,7 +370,7 @@ def resolve_trials(experiment: Experiment, overrides: Overrides) -> TrialPlan:
         fixed.pop(key, None)
     points = ParameterGrid([g for g in grids if g] or [{}])
     # Overrides can make two points equal; a trial runs once.
-    unique = {c.fingerprint(): c for c in (_make_config(experiment.base, {**fixed, **point}) for point in points)}
+    unique = {c.key(): c for c in (_make_config(experiment.base, {**fixed, **point}) for point in points)}
     trials = list(unique.values())
     return TrialPlan(trials, sorted({key for grid in grids for key in grid}))
 
@@ -344,20 +393,38 @@ def _make_config(base: TrialConfig, values: dict[str, Any]) -> TrialConfig:
     model = str(values.get("model", base.model))
     fields: dict[str, Any] = {}
     # The base's model options go to every model of the grid that takes them (S2: small_input for all three).
-    from kbench.models import MODELS, model_options
-
-    accepted = model_options(model) if model in MODELS else {}
+    accepted = _builder_options(model)
     options = {k: v for k, v in base.model_options.items() if model == base.model or k in accepted}
     for key, value in values.items():
-        kind, annotation = _annotation_for(key, [model])
-        value = _coerce(value, annotation)
+        kind, _ = _annotation_for(key, [model])
         if kind == "field":
             fields[key] = value
         else:
             options[key] = value
-    config = dataclasses.replace(base, model_options=options, **fields)
+    config = canonical(dataclasses.replace(base, model_options=options, **fields))
     validate(config)
-    return config
+    return dataclasses.replace(config, dataset=resolved_dataset(config.dataset))
+
+
+def canonical(config: TrialConfig) -> TrialConfig:
+    """The config with every field and model option in the form its type annotation gives
+    (`learning_rate=1` -> 1.0, lists -> tuples), whether it came from an experiment file, a grid or
+    the command line."""
+    options = _builder_options(config.model)
+
+    def coerce(key: str, value: Any, annotation: Any) -> Any:
+        try:
+            return _coerce(value, annotation)
+        except (ValueError, TypeError):
+            raise KbenchError(f"{key}={value!r}: expected {describe_type(annotation)}") from None
+
+    return dataclasses.replace(
+        config,
+        **{name: coerce(name, getattr(config, name), annotation)
+           for name, annotation in CONFIG_FIELDS.items() if name != "model_options"},
+        model_options={key: coerce(key, value, options[key].annotation) if key in options else normalised(value)
+                       for key, value in config.model_options.items()},
+    )
 
 
 def validate(config: TrialConfig) -> None:
@@ -377,9 +444,10 @@ def validate(config: TrialConfig) -> None:
     unknown = set(config.model_options) - set(model_options(config.model))
     if unknown:
         raise KbenchError(f"model {config.model} has no option(s) {', '.join(sorted(unknown))}")
-    for key in ("epochs", "batch_size"):
+    for key in ("epochs", "batch_size", "lr_decay_epochs"):
         if getattr(config, key) < 1:
             raise KbenchError(f"{key}={getattr(config, key)} must be at least 1")
+    _check_optimizer_numbers(config)
     if not 0 <= config.validation_split < 1:
         raise KbenchError(f"validation_split={config.validation_split} must be in [0, 1)")
     from kbench.training.recipe import AUGMENTATIONS, SCHEDULES
@@ -409,13 +477,117 @@ def validate(config: TrialConfig) -> None:
             raise KbenchError(f"group_by={config.group_by!r} is not a regular expression: {error}") from None
     _check_keras_name("optimizer", config.optimizer)
     _check_keras_name("loss", config.loss)
+    if isinstance(config.model_options.get("activation"), str):  # S1's CNNs; a callable from an experiment file is Keras's to judge
+        _check_keras_name("activation", config.model_options["activation"])
+    _check_optimizer_arguments(config)
+    _check_image_size(config)
 
 
 def _check_keras_name(key: str, name: str) -> None:
+    """`name` must be one Keras resolves as an optimizer, loss or activation; the error lists that kind's names only."""
+    if not _keras_accepts(key, name):
+        names = _keras_names(key)
+        if key == "activation":  # 30-odd of them: the common ones
+            common = [n for n in _COMMON_ACTIVATIONS if n in names]
+            allowed = f"e.g. {', '.join(common)} (any of the {len(names)} in keras.activations)"
+        else:
+            allowed = f"one of {', '.join(names)}"
+        raise KbenchError(f"{key}={name!r} is not a Keras {key}; {allowed}")
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+_COMMON_ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "silu", "leaky_relu", "softplus", "linear")
+
+
+def _keras_lookup(key: str) -> Any:
     import keras
 
-    lookup = {"optimizer": keras.optimizers.get, "loss": keras.losses.get}[key]
+    return {"optimizer": keras.optimizers.get, "loss": keras.losses.get, "activation": keras.activations.get}[key]
+
+
+def _keras_accepts(key: str, name: str) -> bool:
     try:
-        lookup(name)
-    except (ValueError, TypeError):
-        raise KbenchError(f"{key}={name!r} is not a Keras {key} name (e.g. adam, sgd / sparse_categorical_crossentropy)") from None
+        _keras_lookup(key)(name)
+    except Exception:  # ValueError for unknown names, TypeError/KeyError for classes that need arguments
+        return False
+    return True
+
+
+_KERAS_NAMES: dict[str, tuple[str, ...]] = {}  # caches, filled on first use
+_OPTIMIZER_ARGUMENTS: dict[str, frozenset[str]] = {}
+
+
+def _keras_names(key: str) -> tuple[str, ...]:
+    """The names Keras's get() resolves for this kind, one per thing: optimizer classes in lower case
+    ('adamw', 'rmsprop'), loss and activation functions ('sparse_categorical_crossentropy', 'relu')."""
+    if key not in _KERAS_NAMES:
+        _KERAS_NAMES[key] = _find_keras_names(key)
+    return _KERAS_NAMES[key]
+
+
+def _find_keras_names(key: str) -> tuple[str, ...]:
+    import keras
+
+    if key == "optimizer":
+        candidates = [name.lower() for name, obj in vars(keras.optimizers).items()
+                      if isinstance(obj, type) and issubclass(obj, keras.optimizers.Optimizer)]
+    else:
+        module = keras.losses if key == "loss" else keras.activations
+        candidates = [name for name, obj in vars(module).items()
+                      if inspect.isfunction(obj) and name not in ("get", "serialize", "deserialize")]
+    return tuple(sorted(name for name in set(candidates) if _keras_accepts(key, name)))
+
+
+def _optimizer_arguments(name: str) -> frozenset[str]:
+    """The keyword arguments optimizer `name`'s constructor names (its **kwargs excluded: Keras rejects unknown ones)."""
+    import keras
+
+    if name not in _OPTIMIZER_ARGUMENTS:
+        parameters = inspect.signature(type(keras.optimizers.get(name)).__init__).parameters
+        _OPTIMIZER_ARGUMENTS[name] = frozenset(
+            key for key, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        )
+    return _OPTIMIZER_ARGUMENTS[name]
+
+
+def _check_optimizer_numbers(config: TrialConfig) -> None:
+    """learning_rate > 0 (or None: the optimizer's default), momentum in [0, 1], weight_decay >= 0, finite all."""
+    import math
+
+    if config.learning_rate is not None and not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        raise KbenchError(f"learning_rate={config.learning_rate} must be greater than 0 (or none: the optimizer's default)")
+    if config.momentum is not None and not 0 <= config.momentum <= 1:
+        raise KbenchError(f"momentum={config.momentum} must be in [0, 1] (or none)")
+    if config.weight_decay is not None and not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        raise KbenchError(f"weight_decay={config.weight_decay} must be at least 0 (or none)")
+
+
+def _check_optimizer_arguments(config: TrialConfig) -> None:
+    """momentum and weight_decay only for optimizers whose constructor takes them (momentum: sgd, rmsprop; not adam)."""
+    for key in ("momentum", "weight_decay"):
+        value = getattr(config, key)
+        if value is not None and key not in _optimizer_arguments(config.optimizer):
+            takers = [name for name in _keras_names("optimizer") if key in _optimizer_arguments(name)]
+            raise KbenchError(
+                f"{key}={value} does not apply to optimizer={config.optimizer}; optimizers that take {key}: "
+                f"{', '.join(takers)} (or leave {key} unset)"
+            )
+
+
+def _check_image_size(config: TrialConfig) -> None:
+    """A given image_size must be one the model builds for (kbench.models.registry.input_size).
+
+    None (the data set's own size, or 224 for image files) is not checked
+    here: knowing a data set's size would mean loading it.
+    """
+    if config.image_size is None:
+        return
+    from kbench.models.registry import input_size
+
+    if config.image_size < 1:
+        raise KbenchError(f"image_size={config.image_size} must be at least 1 (or none: the data set's own size)")
+    sizes = input_size(config.model, config.model_options)
+    if not sizes.allows(config.image_size):
+        raise KbenchError(f"image_size={config.image_size} does not fit model {config.model}: it takes {sizes.describe()}")

@@ -1,29 +1,54 @@
-"""Run an experiment's grid on the current backend: skip finished trials, train the rest,
-then evaluate the best one."""
+"""Run an experiment's grid on the current backend: claim each unfinished trial, train it,
+then evaluate the run's best trial.
+
+Several `kbench run` processes may share one logs folder (same or overlapping
+grids, same or different backends). A trial is trained only under its claim (a
+file lock, kbench.results.trial_folder); a process passes over trials that
+another holds, and comes back to them at the end: finished by then, they are
+skipped; left unfinished by a holder that died, they are trained here.
+"""
 
 from __future__ import annotations
 
-import shutil
+import errno
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials
 from kbench.data import load_dataset
 from kbench.errors import KbenchError
-from kbench.results.store import METRICS_FILE, RunStore, ensure_writable, run_name, write_json_atomic
+from kbench.results.store import RunStore, ensure_writable, run_name
+from kbench.results.trial_folder import Evaluation, Status, TrialFolder
 
-BEST_TRIAL_FILE = "best_trial.json"
+# An OSError with one of these while writing results means the logs folder, not the trial, is at fault.
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+class Attempt(Enum):
+    TRAINED = "trained"
+    SKIPPED = "skipped"  # finished earlier, or by another process meanwhile
+    FAILED = "failed"
+    BUSY = "busy"  # claimed by another process
+
+
+@dataclass
+class LoadedData:
+    data: Any
+    fingerprint: str
 
 
 @dataclass
 class RunOutcome:
     store: RunStore
-    trained: int
-    skipped: int
-    failed: list[str]
-    best_trial: Path | None
+    trained: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    best_trial: TrialFolder | None = None
+    evaluation_error: str | None = None
 
 
 def current_backend() -> str:
@@ -37,31 +62,37 @@ def data_key(config: TrialConfig) -> tuple:
     return config.dataset, config.skip_bad, config.multi_label, tuple(config.split_fractions)
 
 
-def load_all(trials: list[TrialConfig], data_dir: Path | None) -> dict[tuple, Any]:
-    """Every data set the grid needs, loaded before any training so missing or broken data fails early."""
+def load_all(trials: list[TrialConfig], data_dir: Path | None) -> dict[tuple, LoadedData]:
+    """Every data set the grid needs, loaded and fingerprinted before any training, so missing or
+    broken data fails early."""
+    from kbench.data.fingerprint import data_fingerprint
+
     loaded = {}
     for config in trials:
         key = data_key(config)
         if key not in loaded:
-            loaded[key] = load_dataset(
+            data = load_dataset(
                 config.dataset, data_dir, skip_bad=config.skip_bad, multi_label=config.multi_label,
                 split_fractions=config.split_fractions,
             )
+            loaded[key] = LoadedData(data, data_fingerprint(data))
+            print(f"kbench: data {config.dataset}: {describe_sizes(data)}", flush=True)
     return loaded
 
 
-def best_finished(store: RunStore, trials: list[TrialConfig]) -> tuple[TrialConfig, Path] | None:
+def describe_sizes(data) -> str:
+    sizes = {name: len(split) for name, split in (("train", data.train), ("val", data.val), ("test", data.test)) if split}
+    return ", ".join(f"{count:,} {name}" for name, count in sizes.items()) + f" images, {data.num_classes} classes"
+
+
+def best_finished(folders: list[TrialFolder]) -> TrialFolder | None:
     """The finished trial with the highest best validation accuracy (selection never looks at test)."""
     scored = []
-    for config in trials:
-        trial_dir = store.find(config)
-        metrics = store.read_metrics(trial_dir) if trial_dir else None
-        if metrics and metrics.get("status") == "finished" and metrics.get("best_val_accuracy") is not None:
-            scored.append((metrics["best_val_accuracy"], config, trial_dir))
-    if not scored:
-        return None
-    _, config, trial_dir = max(scored, key=lambda item: item[0])
-    return config, trial_dir
+    for folder in folders:
+        metrics = folder.read_metrics()
+        if metrics and metrics.get("status") == Status.FINISHED and metrics.get("best_val_accuracy") is not None:
+            scored.append((metrics["best_val_accuracy"], folder))
+    return max(scored, key=lambda item: item[0])[1] if scored else None
 
 
 def run_experiment(
@@ -70,53 +101,147 @@ def run_experiment(
     logs_dir: Path,
     data_dir: Path | None = None,
     verbose: int = 2,
+    command: str = "",
 ) -> RunOutcome:
-    """Train every unfinished grid point of `experiment` and evaluate the best trial."""
-    from kbench.reports.evaluation import EVALUATION_DIR, SUMMARY_FILE, batch_pictures, evaluate_checkpoint
-    from kbench.reports.tensorboard_summaries import write_hparams, write_images
-    from kbench.training.trial import BACKUP_DIR, CHECKPOINT_FILE, prepared, train_trial
-
+    """Train every unfinished grid point of `experiment` and evaluate the run's best trial."""
     plan = resolve_trials(experiment, overrides)
     store = RunStore(logs_dir, run_name(experiment.name, overrides.quick), current_backend())
     ensure_writable(store.root)
     datasets = load_all(plan.trials, data_dir)
+    folders = [store.folder(config, datasets[data_key(config)].fingerprint, plan.grid_keys) for config in plan.trials]
+    record = {
+        "experiment": experiment.name,
+        "backend": store.backend,
+        "command": command,
+        "overrides": {"sets": overrides.sets, "grids": overrides.grids, "quick": overrides.quick},
+        "trials": [folder.name for folder in folders],
+        "trial_keys": [config.key() for config in plan.trials],
+        "data": {config.dataset: datasets[data_key(config)].fingerprint for config in plan.trials},
+    }
+    store.write_run(plan.trials, record | {"best_trial": None, "updated": _now()})
     print(f"kbench: {experiment.name}: {len(plan.trials)} trial(s) -> {store.root}", flush=True)
 
-    trained, skipped, failed = 0, 0, []
-    for number, config in enumerate(plan.trials, start=1):
-        trial_dir = store.trial_dir(config, plan.grid_keys)
-        label = f"[{number}/{len(plan.trials)}] {trial_dir.name}"
-        if store.is_finished(trial_dir):
-            print(f"{label}: finished earlier, skipped", flush=True)
-            skipped += 1
-            continue
-        print(f"{label}: training", flush=True)
-        try:
-            metrics = train_trial(config, datasets[data_key(config)], trial_dir, verbose=verbose)
-        except Exception as error:  # one broken grid point must not stop the grid
-            # A KbenchError (e.g. pretrained weights missing offline) is the user's to fix: its message is enough.
-            report = str(error) if isinstance(error, KbenchError) else traceback.format_exc()
-            (trial_dir / "error.txt").write_text(report + "\n")
-            print(f"{label}: FAILED ({type(error).__name__}: {error}); see {trial_dir / 'error.txt'}", flush=True)
-            failed.append(trial_dir.name)
-            continue
-        write_json_atomic(trial_dir / METRICS_FILE, metrics | {"trial": trial_dir.name, "config": config.to_dict()})
-        write_hparams(trial_dir, config, plan.grid_keys, metrics)
-        shutil.rmtree(trial_dir / BACKUP_DIR, ignore_errors=True)  # only an unfinished trial needs it
-        trained += 1
-        print(f"{label}: {metrics['status']}, test accuracy {metrics.get('test_accuracy', float('nan')):.4f}", flush=True)
+    outcome = RunOutcome(store)
+    waiting = []
+    for number, (config, folder) in enumerate(zip(plan.trials, folders), start=1):
+        label = f"[{number}/{len(plan.trials)}] {folder.name}"
+        attempt = _attempt(config, folder, datasets[data_key(config)], plan.grid_keys, label, verbose, block=False)
+        if attempt is Attempt.BUSY:
+            print(f"{label}: claimed by another process; coming back to it after the others", flush=True)
+            waiting.append((config, folder, label))
+        else:
+            _count(outcome, attempt, folder)
+    for config, folder, label in waiting:
+        print(f"{label}: waiting for the other process to finish it", flush=True)
+        _count(outcome, _attempt(config, folder, datasets[data_key(config)], plan.grid_keys, label, verbose, block=True),
+               folder)
 
-    best = best_finished(store, plan.trials)
-    if best is not None:
-        config, trial_dir = best
-        if not (trial_dir / EVALUATION_DIR / SUMMARY_FILE).exists():
-            print(f"kbench: evaluating the best trial {trial_dir.name} (by validation accuracy)", flush=True)
-            data, transform = prepared(datasets[data_key(config)], config)
-            evaluate_checkpoint(trial_dir / CHECKPOINT_FILE, data, transform, trial_dir / EVALUATION_DIR)
-            batch_pictures(trial_dir / CHECKPOINT_FILE, data, transform, config, trial_dir / EVALUATION_DIR)
-            write_images(trial_dir, trial_dir / EVALUATION_DIR)
-        write_json_atomic(store.root / BEST_TRIAL_FILE, {"trial": trial_dir.name, "config": config.to_dict()})
-    return RunOutcome(store, trained, skipped, failed, best[1] if best else None)
+    outcome.best_trial = best_finished(folders)
+    if outcome.best_trial is not None:
+        config = plan.trials[folders.index(outcome.best_trial)]
+        outcome.evaluation_error = _evaluate(config, outcome.best_trial, datasets[data_key(config)].data)
+    store.write_run(plan.trials, record | {
+        "best_trial": outcome.best_trial.name if outcome.best_trial else None, "updated": _now()})
+    return outcome
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _count(outcome: RunOutcome, attempt: Attempt, folder: TrialFolder) -> None:
+    if attempt is Attempt.TRAINED:
+        outcome.trained += 1
+    elif attempt is Attempt.SKIPPED:
+        outcome.skipped += 1
+    else:
+        outcome.failed.append(folder.name)
+
+
+def _attempt(
+    config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_keys: list[str], label: str, verbose: int,
+    block: bool,
+) -> Attempt:
+    """Claim the trial and train it, unless it is finished; BUSY when another process holds it
+    (only when not `block`ing)."""
+    from filelock import Timeout
+
+    if folder.is_finished():
+        print(f"{label}: finished earlier, skipped", flush=True)
+        return Attempt.SKIPPED
+    claim = folder.lock()
+    try:
+        claim.acquire(timeout=-1 if block else 0)
+    except Timeout:
+        return Attempt.BUSY
+    try:
+        if folder.is_finished():
+            print(f"{label}: finished by another process, skipped", flush=True)
+            return Attempt.SKIPPED
+        return _train(config, folder, loaded, grid_keys, label, verbose)
+    finally:
+        claim.release()
+
+
+def _train(config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_keys: list[str], label: str,
+           verbose: int) -> Attempt:
+    from kbench.reports.tensorboard_summaries import write_hparams
+    from kbench.training.trial import train_trial
+
+    print(f"{label}: training", flush=True)
+    try:
+        metrics = train_trial(config, loaded.data, folder, verbose=verbose, data_fingerprint=loaded.fingerprint)
+        write_hparams(folder, config, grid_keys, metrics)
+        folder.finish(metrics | {"trial": folder.name, "config": config.to_dict(), "data_fingerprint": loaded.fingerprint})
+    except Exception as error:  # one broken grid point must not stop the grid
+        _stop_if_storage_failed(error, folder)
+        # A KbenchError (e.g. pretrained weights missing offline) is the user's to fix: its message is enough.
+        report = str(error) if isinstance(error, KbenchError) else traceback.format_exc()
+        path = folder.record_error(report)
+        print(f"{label}: FAILED ({type(error).__name__}: {error}); see {path}", flush=True)
+        return Attempt.FAILED
+    test_accuracy = metrics.get("test_accuracy")
+    print(f"{label}: {metrics['status']}, test accuracy {test_accuracy if test_accuracy is None else f'{test_accuracy:.4f}'}",
+          flush=True)
+    return Attempt.TRAINED
+
+
+def _stop_if_storage_failed(error: Exception, folder: TrialFolder) -> None:
+    """A full or read-only logs folder fails every later trial too: stop the run with one line.
+    Finished trials are untouched (their files were complete before this one started)."""
+    if isinstance(error, OSError) and error.errno in STORAGE_ERRORS:
+        where = error.filename or folder.path
+        raise KbenchError(
+            f"cannot write results to {where} ({error.strerror}); finished trials are kept: free space or fix "
+            "permissions, then run the same command again to go on"
+        ) from None
+
+
+def _evaluate(config: TrialConfig, folder: TrialFolder, data) -> str | None:
+    """Evaluate the run's best trial (once, under its claim); returns the error when it failed.
+
+    A failed evaluation is recorded in evaluation/error.txt; the trained results stay as they are.
+    """
+    from kbench.reports.evaluation import evaluate_best
+    from kbench.reports.tensorboard_summaries import write_images
+    from kbench.training.trial import prepared
+
+    with folder.lock():
+        if folder.has_evaluation():
+            return None
+        print(f"kbench: evaluating the best trial {folder.name} (by validation accuracy)", flush=True)
+        try:
+            prepared_data, transform = prepared(data, config)
+            evaluate_best(folder, prepared_data, transform, config)
+            write_images(folder)
+        except Exception as error:
+            _stop_if_storage_failed(error, folder)
+            path = folder.record_evaluation_error(traceback.format_exc())
+            message = f"evaluation of {folder.name} failed ({type(error).__name__}: {error}); see {path}"
+            print(f"kbench: error: {message}", flush=True)
+            return message
+        folder.evaluation_file(Evaluation.ERROR).unlink(missing_ok=True)
+    return None
 
 
 def summary_line(outcome: RunOutcome) -> dict[str, Any]:

@@ -36,7 +36,8 @@ def test_quickstart_quick_runs_end_to_end_and_is_not_redone(capsys, logs_dir):
     assert code == 0, out
     assert "trained 4, skipped 0" in out and "kbench: backend" in out
     root = next((logs_dir / "quickstart-quick").iterdir())
-    best = json.loads((root / "best_trial.json").read_text())["trial"]
+    (record,) = [json.loads(path.read_text()) for path in (root / "runs").glob("*.json")]
+    best = record["best_trial"]
     evaluation = root / best / "evaluation"
     for name in ("confusion_matrix.csv", "confusion_matrix.png", "per_class.csv", "per_class.png",
                  "misclassified.csv", "misclassified.png", "summary.json"):
@@ -56,6 +57,24 @@ def test_quickstart_quick_runs_end_to_end_and_is_not_redone(capsys, logs_dir):
     assert table["test_accuracy"].between(0, 1).all() and (table["params"] > 0).all()
     code, out, _ = run_cli(capsys, "results", "quickstart", "--quick", "--logs-dir", str(logs_dir), "--format", "json")
     assert len(json.loads(out)) == 4
+
+    # A second run with other overrides has its own record, best trial and commands; the first is untouched.
+    overrides = ["--set", "learning_rate=0.003", "--grid", "optimizer=adam"]
+    code, out, _ = run_cli(capsys, "run", "quickstart", *overrides, "--quick", "--logs-dir", str(logs_dir), "--verbose", "0")
+    assert code == 0 and "trained 2, skipped 0" in out
+    for command in ("results", "report", "tensorboard"):
+        expected = f"kbench {command} quickstart --set learning_rate=0.003 --grid optimizer=adam --quick --logs-dir {logs_dir}"
+        assert expected in out, command
+    records = {json.loads(path.read_text())["best_trial"] for path in (root / "runs").glob("*.json")}
+    assert best in records and len(records) == 2
+    code, out, _ = run_cli(capsys, "results", "quickstart", "--quick", *overrides, "--logs-dir", str(logs_dir), "--format", "csv")
+    assert len(pd.read_csv(pd.io.common.StringIO(out))) == 2
+    assert run_cli(capsys, "report", "quickstart", "--quick", "--logs-dir", str(logs_dir))[0] == 0
+    page = (logs_dir / "quickstart-quick" / "report.html").read_text()
+    assert f"Best trial on {root.name}: {best}" in page  # the default run's best, not the later run's
+    code, out, _ = run_cli(capsys, "results", "quickstart", "--quick", "--all", "--logs-dir", str(logs_dir), "--format", "csv")
+    every = pd.read_csv(pd.io.common.StringIO(out))
+    assert len(every) == 6 and "learning_rate" in every and sorted(every["learning_rate"].dropna()) == [0.003, 0.003]
 
 
 def test_results_show_published_figures_and_pending_trials(capsys, logs_dir):

@@ -16,7 +16,7 @@ from PIL import Image
 from kbench.cli import main
 from kbench.config import Overrides
 from kbench.experiments import load_experiment
-from kbench.reports.html_report import collect_report, misclassified_thumbnails, render_html
+from kbench.reports.html_report import collect_report, render_html
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Debian's packages `chromium` and `chromium-driver`; the driver is named explicitly so that
@@ -36,10 +36,15 @@ def run_dir(tmp_path_factory) -> Path:
     return logs / "quickstart-quick"
 
 
-def mistakes(run_dir: Path) -> pd.DataFrame:
+def best_trial_dir(run_dir: Path) -> Path:
+    """The best trial of the run, as the run's record names it."""
     backend_dir = next(path for path in run_dir.iterdir() if path.is_dir())
-    best = json.loads((backend_dir / "best_trial.json").read_text())["trial"]
-    return pd.read_csv(backend_dir / best / "evaluation" / "misclassified.csv", dtype={"true": str, "predicted": str})
+    record = json.loads(next((backend_dir / "runs").glob("*.json")).read_text())
+    return backend_dir / record["best_trial"]
+
+
+def mistakes(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(best_trial_dir(run_dir) / "evaluation" / "misclassified.csv", dtype={"true": str, "predicted": str})
 
 
 def test_the_page_is_one_self_contained_file(run_dir):
@@ -85,13 +90,32 @@ def test_published_figures_stand_beside_ours(logs_dir):
     assert experiment.published_source and experiment.published_source in page
 
 
-def test_missing_test_images_leave_a_note_not_an_error(tmp_path):
-    trial_dir = tmp_path / "trial"
-    trial_dir.mkdir()
-    (trial_dir / "config.json").write_text(json.dumps({"dataset": "cifar10", "model": "a3"}))
-    rows = pd.DataFrame({"index": [0], "true": ["cat"], "predicted": ["dog"], "confidence": [0.9]})
-    thumbnails, note = misclassified_thumbnails(trial_dir, rows, data_dir=tmp_path)
-    assert thumbnails == [""] and "unavailable" in note
+def test_the_report_reads_stored_files_only(run_dir, monkeypatch):
+    """No data set and no model is loaded: thumbnails of every shown mistake come from the evaluation."""
+    import keras
+
+    import kbench.data
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report must not load data or models")
+
+    monkeypatch.setattr(kbench.data, "load_dataset", refuse)
+    monkeypatch.setattr(keras.saving, "load_model", refuse)
+    report = collect_report(load_experiment("quickstart"), Overrides(quick=True), run_dir.parent)
+    (best,) = report.best_trials
+    assert len(best.misclassified) == len(mistakes(run_dir)) > 0
+    assert all(src.startswith(DATA_URI) for src in best.misclassified["src"])
+
+
+def test_a_failed_evaluation_is_reported(tmp_path, run_dir):
+    logs = tmp_path / "logs"
+    shutil.copytree(run_dir, logs / run_dir.name)
+    evaluation = best_trial_dir(logs / run_dir.name) / "evaluation"
+    (evaluation / "summary.json").unlink()
+    (evaluation / "error.txt").write_text("Traceback (most recent call last):\nMemoryError: out of memory\n")
+    report = collect_report(load_experiment("quickstart"), Overrides(quick=True), logs)
+    assert "Evaluation failed: MemoryError: out of memory" in render_html(report)
+    assert report.table["status"].eq("finished").all()  # trained results are kept
 
 
 def test_report_without_results_says_what_to_run(capsys, logs_dir):

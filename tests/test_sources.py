@@ -33,6 +33,16 @@ def broken(path: Path) -> Path:
     return path
 
 
+def truncated(path: Path) -> Path:
+    """A JPEG cut in half: its header is intact (PIL's verify() passes), its pixels cannot be decoded."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # enough data to cut
+    Image.fromarray(noise).save(path, format="JPEG", quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
 def roboflow(root: Path, rows: dict[str, list[str]], header: str = "filename, bees, ants", images: bool = True) -> Path:
     """A Roboflow CSV export: per split a _classes.csv of `rows` ("name.jpg,1,0") and the images it lists."""
     for split, lines in rows.items():
@@ -108,7 +118,8 @@ def test_roboflow_identical_duplicate_row_is_kept_once(tmp_path):
         ({"train": ["x.jpg,1,0", "y.jpg,0,0"]}, r"train[/\\]_classes.csv row 3: y.jpg has no class set"),
         ({"train": ["x.jpg,1,0", "y.jpg,1,1"]}, r"train[/\\]_classes.csv row 3: y.jpg has 2 classes set"),
         ({"train": ["x.jpg,2,0"]}, r"train[/\\]_classes.csv row 2: value '2' is not 0 or 1"),
-        ({"train": ["x.jpg,1,0", "y.jpg,0,1", "x.jpg,0,1"]}, r"train[/\\]_classes.csv row 4: x.jpg is also in row 2 with other classes"),
+        ({"train": ["x.jpg,1,0", "y.jpg,0,1", "x.jpg,0,1"]},
+         r"train[/\\]_classes.csv rows 2 and 4: x.jpg is listed twice with different classes"),
         ({"valid": ["v.jpg,1,0", "gone.jpg,0,1"]}, r"valid[/\\]_classes.csv row 3: gone.jpg is not in"),
         ({"test": ["bad.jpg,1,0"]}, r"test[/\\]_classes.csv row 2: bad.jpg: cannot read the image"),
     ],
@@ -146,8 +157,48 @@ def test_roboflow_skip_bad_lists_each_left_out_file_with_csv_row(tmp_path):
     assert sorted(data.train.names) == ["a1.jpg", "b1.jpg"]
     reasons = {Path(s.path).name: s.reason for s in data.skipped}
     assert sorted(reasons) == ["bad.jpg", "dup.jpg", "gone.jpg", "none.jpg", "odd.jpg", "two.jpg"]
-    assert "_classes.csv row 4" in reasons["none.jpg"] and "row 10" in reasons["dup.jpg"]
+    assert "_classes.csv row 4" in reasons["none.jpg"] and "_classes.csv rows 9 and 10" in reasons["dup.jpg"]
     assert all(os.path.isabs(s.path) for s in data.skipped)
+    kinds = {Path(s.path).name: s.kind for s in data.skipped}
+    assert kinds == {
+        "none.jpg": sources.NO_CLASS_PROBLEM, "two.jpg": sources.SEVERAL_CLASSES_PROBLEM,
+        "odd.jpg": sources.BAD_VALUE_PROBLEM, "gone.jpg": sources.MISSING_PROBLEM,
+        "bad.jpg": sources.UNREADABLE_PROBLEM, "dup.jpg": sources.CONFLICTING_ROWS_PROBLEM,
+    }
+
+
+def test_truncated_jpeg_is_left_out_under_skip_bad_only(tmp_path):
+    path = truncated(tmp_path / "train" / "bees" / "cut.jpg")
+    with Image.open(path) as opened:
+        opened.verify()  # the header check alone does not see it
+    with Image.open(path) as opened, pytest.raises(OSError, match="truncated"):
+        opened.convert("RGB")
+    tree(tmp_path, splits=("train", "test"), classes=("ants", "bees"))
+    # Without skip_bad only headers are read (fast); the file stays in and would fail when decoded.
+    assert "cut.jpg" in read_image_files(tmp_path).train.names
+    data = read_image_files(tmp_path, skip_bad=True)
+    assert "cut.jpg" not in data.train.names and len(data.train) == 4
+    (skipped,) = data.skipped
+    assert skipped.path == str(path) and skipped.kind == sources.UNREADABLE_PROBLEM and "truncated" in skipped.reason
+
+
+def test_layout_is_recorded(tmp_path):
+    assert read_image_files(standard_export(tmp_path / "export")).layout == sources.ROBOFLOW_LAYOUT
+    assert read_image_files(tree(tmp_path / "split", splits=("train", "test"))).layout == sources.SPLIT_TREE_LAYOUT
+    for name in ("ants", "bees"):
+        for i in range(3):
+            image(tmp_path / "flat" / name / f"{name}{i}.png")
+    assert read_image_files(tmp_path / "flat").layout == sources.CLASS_TREE_LAYOUT
+
+
+def test_problems_that_empty_a_split_are_carried_by_the_error(tmp_path):
+    tree(tmp_path, splits=("train", "test"), per_class=1)
+    for name in ("ants", "bees", "cats"):
+        (tmp_path / "test" / name / f"test-{name}-0.png").unlink()
+        truncated(tmp_path / "test" / name / f"test-{name}-0.jpg")
+    with pytest.raises(sources.UnusableDataError, match="test split has no usable images after skipping 3") as raised:
+        read_image_files(tmp_path, skip_bad=True)
+    assert [s.kind for s in raised.value.skipped] == [sources.UNREADABLE_PROBLEM] * 3
 
 
 def test_roboflow_unlisted_images_are_reported_once(tmp_path):

@@ -81,7 +81,7 @@ def test_each_trial_folder_holds_its_hparams_and_final_metrics(tiny_run):
 
 def test_best_trial_shows_its_evaluation_figures_as_images(tiny_run):
     backend_dir = next((tiny_run / "tiny").iterdir())
-    best = json.loads((backend_dir / "best_trial.json").read_text())["trial"]
+    best = json.loads(next((backend_dir / "runs").glob("*.json")).read_text())["best_trial"]
     images = events(backend_dir / best / "tensorboard").PluginTagToContent("images")
     assert {"evaluation/confusion_matrix", "evaluation/misclassified"} <= set(images)
 
@@ -145,27 +145,31 @@ class FakeTensorBoard:
         return 0
 
 
-@pytest.mark.parametrize(
-    "argv, folder",
-    [
-        (["tensorboard", "quickstart"], "quickstart"),
-        (["tensorboard", "quickstart", "--quick", "--port", "7007"], "quickstart-quick"),
-        (["tensorboard"], ""),
-    ],
-)
-def test_tensorboard_command_opens_the_experiment_folder(monkeypatch, logs_dir, argv, folder):
+def test_tensorboard_without_an_experiment_opens_the_whole_logs_folder(monkeypatch, logs_dir):
     # The real module: `tensorboard.program` starts as a lazy stand-in that importing replaces.
     program = importlib.import_module("tensorboard.program")
-    for run in ("quickstart", "quickstart-quick"):
-        (logs_dir / run).mkdir(parents=True)
+    logs_dir.mkdir(parents=True)
     monkeypatch.setattr(program, "TensorBoard", FakeTensorBoard)
-    assert main([*argv, "--logs-dir", str(logs_dir)]) == 0
-    logdir = FakeTensorBoard.argv[FakeTensorBoard.argv.index("--logdir") + 1]
-    assert Path(logdir) == logs_dir / folder
-    assert ("--port" in FakeTensorBoard.argv) == ("--port" in argv)
+    assert main(["tensorboard", "--logs-dir", str(logs_dir), "--port", "7007"]) == 0
+    assert FakeTensorBoard.argv[FakeTensorBoard.argv.index("--logdir") + 1] == str(logs_dir)
+    assert FakeTensorBoard.argv[FakeTensorBoard.argv.index("--port") + 1] == "7007"
+
+
+def test_tensorboard_of_a_run_shows_exactly_its_trials(monkeypatch, tiny_run):
+    """Two runs share the experiment's folder; `kbench tensorboard` with a run's overrides names its trials only."""
+    program = importlib.import_module("tensorboard.program")
+    monkeypatch.setattr(program, "TensorBoard", FakeTensorBoard)
+    experiment = str(tiny_run.parent / "tiny.py")
+    assert main(["tensorboard", experiment, "--logs-dir", str(tiny_run)]) == 0
+    spec = FakeTensorBoard.argv[FakeTensorBoard.argv.index("--logdir_spec") + 1]
+    named = dict(part.split(":", 1) for part in spec.split(","))
+    assert sorted(Path(path) for path in named.values()) == trial_dirs(tiny_run)
+    assert main(["tensorboard", experiment, "--set", "optimizer=adam", "--logs-dir", str(tiny_run)]) == 0
+    spec = FakeTensorBoard.argv[FakeTensorBoard.argv.index("--logdir_spec") + 1]
+    assert len(spec.split(",")) == 1 and "optimizer-adam" in spec
 
 
 def test_tensorboard_without_results_says_what_to_run(capsys, logs_dir):
     assert main(["tensorboard", "quickstart", "--logs-dir", str(logs_dir)]) == 2
-    assert "run `kbench run quickstart` first" in capsys.readouterr().err
+    assert f"run `kbench run quickstart --logs-dir {logs_dir}` first" in capsys.readouterr().err
 

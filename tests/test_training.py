@@ -8,6 +8,7 @@ import pytest
 from kbench.config import TrialConfig
 from kbench.data import load_dataset
 from kbench.training import trial as trial_module
+from kbench.results.trial_folder import TrialFolder
 from kbench.training.trial import train_trial
 
 TINY = dict(dataset="digits", model="a1", epochs=3, batch_size=32, train_subset=300, test_subset=120)
@@ -20,7 +21,7 @@ def digits():
 
 def test_trial_writes_history_checkpoint_and_honest_metrics(tmp_path, digits):
     config = TrialConfig(**TINY)
-    metrics = train_trial(config, digits, tmp_path, verbose=0)
+    metrics = train_trial(config, digits, TrialFolder(tmp_path), verbose=0)
     history = pd.read_csv(tmp_path / "history.csv")
     assert list(history["epoch"]) == [0, 1, 2]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "train_time_s"} <= set(history)
@@ -53,17 +54,19 @@ class KillAfterEpoch(keras.callbacks.Callback):
 
 def test_interrupted_trial_resumes_and_matches_an_uninterrupted_one(tmp_path, digits, monkeypatch):
     config = TrialConfig(**TINY)
-    uninterrupted = train_trial(config, digits, tmp_path / "straight", verbose=0)
+    uninterrupted = train_trial(config, digits, TrialFolder(tmp_path / "straight"), verbose=0)
 
     make_callbacks = trial_module.make_callbacks
     monkeypatch.setattr(
         trial_module, "make_callbacks", lambda *args: make_callbacks(*args) + [KillAfterEpoch(1)]
     )
     with pytest.raises(Killed):
-        train_trial(config, digits, tmp_path / "resumed", verbose=0)
-    assert json.loads((tmp_path / "resumed" / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+        train_trial(config, digits, TrialFolder(tmp_path / "resumed"), verbose=0)
+    metadata = json.loads((tmp_path / "resumed" / "backup" / "training_metadata.json").read_text())
+    assert metadata == {"epoch": 2, "weights": "epoch-2.weights.h5"}
+    assert [p.name for p in (tmp_path / "resumed" / "backup").glob("*.h5")] == ["epoch-2.weights.h5"]
     monkeypatch.setattr(trial_module, "make_callbacks", make_callbacks)
-    resumed = train_trial(config, digits, tmp_path / "resumed", verbose=0)
+    resumed = train_trial(config, digits, TrialFolder(tmp_path / "resumed"), verbose=0)
 
     history = pd.read_csv(tmp_path / "resumed" / "history.csv")
     assert list(history["epoch"]) == [0, 1, 2]  # no epoch lost or repeated
@@ -72,16 +75,25 @@ def test_interrupted_trial_resumes_and_matches_an_uninterrupted_one(tmp_path, di
 
 
 def test_history_rows_after_the_backup_are_dropped_on_resume(tmp_path):
-    path = tmp_path / "history.csv"
-    pd.DataFrame({"epoch": [0, 1, 2], "loss": [3.0, 2.0, 1.0]}).to_csv(path, index=False)
-    kept = trial_module.truncate_history(path, 2)
-    assert list(kept["epoch"]) == [0, 1] and list(pd.read_csv(path)["epoch"]) == [0, 1]
-    assert trial_module.truncate_history(path, 0).empty and not path.exists()
+    folder = TrialFolder(tmp_path)
+    pd.DataFrame({"epoch": [0, 1, 2], "loss": [3.0, 2.0, 1.0]}).to_csv(folder.history_file, index=False)
+    kept = folder.truncate_history(2)
+    assert list(kept["epoch"]) == [0, 1] and list(pd.read_csv(folder.history_file)["epoch"]) == [0, 1]
+    assert folder.truncate_history(0).empty and not folder.history_file.exists()
+
+
+def test_a_history_row_torn_by_a_kill_is_dropped(tmp_path):
+    """CSVLogger killed mid-row: '1' of epoch 12's row must not read as epoch 1."""
+    folder = TrialFolder(tmp_path)
+    folder.history_file.write_text("epoch,loss\n0,3.0\n1,2.0\n1")
+    assert list(folder.history()["epoch"]) == [0, 1]
+    assert list(folder.truncate_history(2)["epoch"]) == [0, 1]
+    assert folder.history_file.read_text() == "epoch,loss\n0,3.0\n1,2.0\n"
 
 
 def test_diverging_trial_is_recorded_as_diverged(tmp_path, digits):
     config = TrialConfig(**TINY | {"optimizer": "sgd", "learning_rate": 1e12})
-    metrics = train_trial(config, digits, tmp_path, verbose=0)
+    metrics = train_trial(config, digits, TrialFolder(tmp_path), verbose=0)
     assert metrics["status"] == "diverged"
 
 
@@ -104,12 +116,36 @@ def test_feed_order_depends_only_on_seed_and_epoch():
     assert labels(seed=4, epochs=1) != fresh[:3]
 
 
-def test_backup_torn_by_a_kill_during_its_first_save_is_discarded(tmp_path, digits):
-    backup = tmp_path / "backup"
-    backup.mkdir(parents=True)
-    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n torn")  # weights half-written, no epoch number
-    metrics = train_trial(TrialConfig(**TINY | {"epochs": 1}), digits, tmp_path, verbose=0)
+@pytest.mark.parametrize("backup", [
+    {"latest.weights.h5": b"\x89HDF\r\n torn"},  # an older kbench's first backup, cut short
+    {"training_metadata.json": b'{"epo', "epoch-1.weights.h5": b"\x89HDF"},  # torn metadata
+    {"training_metadata.json": b'{"epoch": 1, "weights": "epoch-1.weights.h5"}'},  # weights gone
+])
+def test_an_unusable_backup_means_a_fresh_start_not_a_failure(tmp_path, digits, backup):
+    for name, content in backup.items():
+        (tmp_path / "backup").mkdir(exist_ok=True)
+        (tmp_path / "backup" / name).write_bytes(content)
+    metrics = train_trial(TrialConfig(**TINY | {"epochs": 1}), digits, TrialFolder(tmp_path), verbose=0)
     assert metrics["status"] == "finished" and metrics["epochs_run"] == 1
+
+
+def test_test_metrics_come_from_one_prediction_and_agree_with_keras(tmp_path, digits):
+    """test_loss from the loss on the logits equals model.evaluate's; accuracy and macro F1 are
+    kbench.results.metrics' over the same predictions."""
+    from kbench.results import metrics as scores
+    from kbench.training.feed import evaluation_feed
+    from kbench.training.trial import prepared
+
+    config = TrialConfig(**TINY | {"epochs": 1})
+    folder = TrialFolder(tmp_path)
+    metrics = train_trial(config, digits, folder, verbose=0)
+    data, transform = prepared(digits, config)
+    model = keras.saving.load_model(folder.checkpoint)  # one epoch: the checkpoint holds the final weights
+    evaluated = model.evaluate(evaluation_feed(data.test, transform, 32), return_dict=True, verbose=0)
+    assert metrics["test_loss"] == pytest.approx(evaluated["loss"], rel=1e-4)
+    assert metrics["test_accuracy"] == pytest.approx(evaluated["accuracy"], abs=1e-6)
+    logits = model.predict(evaluation_feed(data.test, transform, 32, labels=False), verbose=0)
+    assert metrics["macro_f1"] == pytest.approx(scores.macro_scores(data.test.labels, logits.argmax(1), 10)["macro_f1"])
 
 
 def test_partial_last_batch_compiles_once_per_trial_not_once_per_epoch():

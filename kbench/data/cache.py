@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from kbench.atomic import atomic_path
 from kbench.data.dataset import ArrayDataset
 
 CACHE_DIR_ENV = "KBENCH_CACHE_DIR"
@@ -60,7 +60,6 @@ def cached(name: str, source: Path, decode: Callable[[], ArrayDataset]) -> Array
     }
     if data.x_val is not None:
         arrays.update(x_val=data.x_val, y_val=data.y_val)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-        np.savez(tmp, **arrays)
-    os.replace(tmp.name, path)
+    with atomic_path(path) as temporary:
+        np.savez(temporary, **arrays)
     return data

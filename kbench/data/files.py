@@ -16,10 +16,36 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """An image left out under --skip-bad, and why."""
+    """A file with a problem, left out under --skip-bad (and listed by `kbench data check`).
+
+    path: the image, or the CSV for a row that names no file.
+    reason: the full message; it starts with where the problem is (the image,
+    or the CSV and its row), so it reads on its own.
+    kind: a short name shared by every problem of the same sort (e.g.
+    "missing file", "several classes set"), which reports group by.
+    """
 
     path: str
     reason: str
+    kind: str = "other problem"
+
+
+def format_problems(problems: tuple[SkippedFile, ...] | list[SkippedFile]) -> str:
+    """The problems grouped by kind, with counts, each kind in order of first appearance.
+
+        3 problem(s) in 2 kind(s):
+        unreadable or truncated image (2):
+          /data/train/a.jpg: cannot read the image (...)
+          ...
+    """
+    groups: dict[str, list[SkippedFile]] = {}
+    for problem in problems:
+        groups.setdefault(problem.kind, []).append(problem)
+    lines = [f"{len(problems)} problem(s) in {len(groups)} kind(s):"]
+    for kind, members in groups.items():
+        lines.append(f"{kind} ({len(members)}):")
+        lines += [f"  {problem.reason}" for problem in members]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -58,7 +84,8 @@ class FileDataset:
 
     class_names is the label order (stable: sorted folder names, or the CSV's
     column order) and is saved with every trial. skipped lists the files that
-    --skip-bad left out.
+    --skip-bad left out. layout says which accepted layout the files were read
+    as (kbench.data.sources' LAYOUTS), for `kbench data check`.
     """
 
     name: str
@@ -69,6 +96,7 @@ class FileDataset:
     multi_label: bool = False
     skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
     source: str = ""
+    layout: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -79,7 +107,7 @@ class FileDataset:
         return replace(self, train=self.train.first(train), test=self.test.first(test))
 
     def describe(self) -> str:
-        """A readable summary: source, classes, images per split and class, and what was skipped."""
+        """A readable summary: source, layout, classes, images per split and class, and the problems grouped by kind."""
         import pandas as pd
 
         splits = {"train": self.train, "val": self.val, "test": self.test}
@@ -93,10 +121,14 @@ class FileDataset:
             index=pd.Index(self.class_names, name="class"),
         )
         counts.loc["total"] = counts.sum()
-        lines = [f"{self.name}: {self.source}", f"{self.num_classes} classes, images per split:", counts.to_string()]
+        lines = [f"{self.name}: {self.source}"]
+        if self.layout:
+            lines.append(f"layout: {self.layout}")
+        # With problems, the counts are of the usable files only (what --skip-bad would train on).
+        usable = " (files with problems left out)" if self.skipped else ""
+        lines += [f"{self.num_classes} classes, images per split{usable}:", counts.to_string()]
         if self.val is None:
             lines.append("no validation split: training holds out part of train (validation_split)")
         if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} file(s):")
-            lines += [f"  {item.path}: {item.reason}" for item in self.skipped]
+            lines.append(format_problems(self.skipped))
         return "\n".join(lines)

@@ -1,135 +1,121 @@
-"""Evaluation of a trial's best checkpoint: reloaded from disk, confusion matrix,
-per-class metrics and a gallery of misclassified test images."""
+"""Evaluation of a trial's best checkpoint, reloaded from disk: confusion matrix, per-class
+metrics, every test prediction, and pictures of the mistakes.
+
+It stores everything `kbench report` shows (tables, figures, thumbnails of the
+misclassified images), so the report reads files only and never needs the data
+set or the model. The test set is predicted once.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
+from kbench.atomic import atomic_path, write_json_atomic, write_text_atomic
 from kbench.data.files import FileSplit
 from kbench.data.pipeline import ImageTransform
 from kbench.reports import plots
-from kbench.results.store import write_json_atomic
+from kbench.results import metrics as scores
+from kbench.results.trial_folder import Evaluation, TrialFolder
 from kbench.training.feed import evaluation_feed, load_images, split_training_feed
 
-EVALUATION_DIR = "evaluation"
-SUMMARY_FILE = "summary.json"
 GALLERY_SIZE = 36
+MAX_THUMBNAILS = 300  # the most confident mistakes; CIFAR-10's test set can have thousands
+THUMBNAIL_SIZE = 64
+PICTURE_COUNT = 12
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+def evaluate_best(folder: TrialFolder, data, transform: ImageTransform, config, batch_size: int = 256) -> dict[str, Any]:
+    """Reload the trial's checkpoint, test it on `data.test`, and write the evaluation folder.
 
-
-def classification_tables(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(confusion matrix, per-class precision/recall/F1/support) as labelled DataFrames."""
-    labels = list(range(len(class_names)))
-    matrix = pd.DataFrame(
-        confusion_matrix(y_true, y_pred, labels=labels),
-        index=pd.Index(class_names, name="true"),
-        columns=pd.Index(class_names, name="predicted"),
-    )
-    report = classification_report(
-        y_true, y_pred, labels=labels, target_names=class_names, output_dict=True, zero_division=0
-    )
-    per_class = pd.DataFrame({name: report[name] for name in class_names}).T
-    per_class.index.name = "class"
-    return matrix, per_class
-
-
-def misclassified(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """Every misclassified test image: its index, true and predicted class, confidence."""
-    y_pred = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(y_pred != y_true)
-    return pd.DataFrame(
-        {
-            "index": wrong,
-            "true": [class_names[i] for i in y_true[wrong]],
-            "predicted": [class_names[i] for i in y_pred[wrong]],
-            "confidence": probabilities[wrong, y_pred[wrong]],
-        }
-    ).sort_values("confidence", ascending=False)
-
-
-def evaluate_checkpoint(
-    checkpoint: Path, data, transform: ImageTransform, out_dir: Path, batch_size: int = 256
-) -> dict[str, Any]:
-    """Reload `checkpoint`, test it on `data.test`, and write tables and figures into `out_dir`.
-
-    Returns the summary written last to `out_dir/summary.json`.
+    Returns the summary, written last (evaluation/summary.json): a kill before
+    then leaves an evaluation that the next run does again.
     """
     import keras
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = keras.saving.load_model(checkpoint)
+    model = keras.saving.load_model(folder.checkpoint)
     test = data.test
-    logits = model.predict(evaluation_feed(test, transform, batch_size, labels=False), verbose=0)
-    probabilities = softmax(np.asarray(logits, dtype=np.float64))
-    y_pred = probabilities.argmax(axis=1)
-    reloaded = model.evaluate(evaluation_feed(test, transform, batch_size), return_dict=True, verbose=0)
-    y_test = test.labels
+    logits = np.asarray(model.predict(evaluation_feed(test, transform, batch_size, labels=False), verbose=0))
+    probabilities = scores.softmax(logits)
+    y_test, y_pred = test.labels, probabilities.argmax(axis=1)
+    out = folder.evaluation_file
 
-    matrix, per_class = classification_tables(y_test, y_pred, data.class_names)
-    matrix.to_csv(out_dir / "confusion_matrix.csv")
-    per_class.to_csv(out_dir / "per_class.csv")
-    plots.save(plots.confusion_matrix_figure(matrix.to_numpy(), data.class_names), out_dir / "confusion_matrix.png")
-    plots.save(plots.per_class_figure(per_class), out_dir / "per_class.png")
+    matrix, per_class = scores.classification_tables(y_test, y_pred, data.class_names)
+    write_text_atomic(out(Evaluation.CONFUSION_CSV), matrix.to_csv())
+    write_text_atomic(out(Evaluation.PER_CLASS_CSV), per_class.to_csv())
+    plots.save(plots.confusion_matrix_figure(matrix.to_numpy(), data.class_names), out(Evaluation.CONFUSION_PNG))
+    plots.save(plots.per_class_figure(per_class), out(Evaluation.PER_CLASS_PNG))
 
-    wrong = misclassified(y_test, probabilities, data.class_names)
+    predictions = scores.predictions_table(y_test, probabilities, data.class_names)
     if isinstance(test, FileSplit):  # users look their own files up by name
-        wrong.insert(1, "file", [test.paths[i] for i in wrong["index"]])
-    wrong.to_csv(out_dir / "misclassified.csv", index=False)
+        predictions.insert(1, "file", list(test.paths))
+    write_text_atomic(out(Evaluation.PREDICTIONS), predictions.to_csv(index=False))
+    wrong = scores.misclassified(predictions)
+    write_text_atomic(out(Evaluation.MISCLASSIFIED), wrong.to_csv(index=False))
+    save_thumbnails(load_images(test, transform, wrong["index"].to_numpy()[:MAX_THUMBNAILS]),
+                    wrong["index"].to_numpy()[:MAX_THUMBNAILS], out(Evaluation.THUMBNAILS))
     shown = wrong.head(GALLERY_SIZE)
     plots.save(
         plots.gallery_figure(
             load_images(test, transform, shown["index"].to_numpy()),
-            shown["true"].tolist(),
-            shown["predicted"].tolist(),
-            shown["confidence"].to_numpy(),
+            shown["true"].tolist(), shown["predicted"].tolist(), shown["confidence"].to_numpy(),
         ),
-        out_dir / "misclassified.png",
+        out(Evaluation.GALLERY_PNG),
     )
+    batch_pictures(data, transform, config, y_pred, folder)
     summary = {
-        "checkpoint": str(checkpoint),
-        "checkpoint_test_accuracy": float(accuracy_score(y_test, y_pred)),
-        "checkpoint_test_loss": float(reloaded["loss"]),
-        "macro_f1": float(per_class["f1-score"].mean()),
+        "checkpoint": str(folder.checkpoint),
+        "checkpoint_test_accuracy": scores.accuracy(y_test, y_pred),
+        "checkpoint_test_loss": float(keras.ops.convert_to_numpy(model.loss(y_test, logits))),
+        "macro_f1": scores.macro_scores(y_test, y_pred, len(data.class_names))["macro_f1"],
         "misclassified": int(len(wrong)),
         "n_test": int(len(y_test)),
     }
-    write_json_atomic(out_dir / SUMMARY_FILE, summary)
+    write_json_atomic(out(Evaluation.SUMMARY), summary)
     return summary
 
 
-def batch_pictures(model_file: Path, data, transform: ImageTransform, config, out_dir: Path, count: int = 12) -> None:
+def save_thumbnails(images: np.ndarray, indices: np.ndarray, path) -> None:
+    """Test images (uint8 NHWC) shrunk to at most THUMBNAIL_SIZE pixels a side, with their test-set indices."""
+    from PIL import Image
+
+    small = []
+    for image in images:
+        picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # only ever shrinks
+        small.append(np.asarray(picture))
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as file:
+            # Images may differ in size (image files): an object array would need pickle, so one array each.
+            np.savez_compressed(file, index=np.asarray(indices, dtype=np.int64),
+                                **{f"image_{i}": image for i, image in enumerate(small)})
+
+
+def load_thumbnails(path) -> dict[int, np.ndarray]:
+    """Test-set index -> thumbnail, as `save_thumbnails` stored them."""
+    with np.load(path, allow_pickle=False) as stored:
+        return {int(index): stored[f"image_{i}"] for i, index in enumerate(stored["index"])}
+
+
+def batch_pictures(data, transform: ImageTransform, config, y_pred: np.ndarray, folder: TrialFolder) -> None:
     """S4's two pictures: a training batch as the model sees it (after crops and flips of the input
     pipeline) with its labels, and test images with the predicted labels (green right, red wrong)."""
-    import keras
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    feed, _ = split_training_feed(data.train, transform, min(count, len(data.train)), config.seed, 1)
+    feed, _ = split_training_feed(data.train, transform, min(PICTURE_COUNT, len(data.train)), config.seed, 1)
     images, labels = next(iter(feed))
     images = np.clip(np.asarray(images), 0, 255).astype(np.uint8)
     titles = [data.class_names[int(label)] for label in np.asarray(labels)]
     plots.save(plots.image_grid_figure(images, titles, "A training batch (input pipeline output)"),
-               out_dir / "training_batch.png")
+               folder.evaluation_file(Evaluation.TRAINING_BATCH_PNG))
 
-    rows = np.arange(min(count, len(data.test)))
-    shown = load_images(data.test, transform, rows)
-    logits = np.asarray(keras.saving.load_model(model_file).predict(shown.astype(np.float32), verbose=0))
-    predicted = logits.argmax(axis=1)
-    truth = data.test.labels[rows]
+    rows = np.arange(min(PICTURE_COUNT, len(data.test)))
+    predicted, truth = y_pred[rows], data.test.labels[rows]
     plots.save(
         plots.image_grid_figure(
-            shown,
+            load_images(data.test, transform, rows),
             [f"{data.class_names[p]}\n(true {data.class_names[t]})" for p, t in zip(predicted, truth)],
             "Test images: predicted (true)",
             colors=["darkgreen" if p == t else "firebrick" for p, t in zip(predicted, truth)],
         ),
-        out_dir / "test_predictions.png",
+        folder.evaluation_file(Evaluation.TEST_PREDICTIONS_PNG),
     )

@@ -17,7 +17,6 @@ misclassification dashboard.
 from __future__ import annotations
 
 import base64
-import functools
 import io
 import os
 from dataclasses import dataclass, field
@@ -30,24 +29,21 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials, trial_config
-from kbench.data import load_dataset
+from kbench.atomic import read_json, write_bytes_atomic, write_text_atomic
+from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials
 from kbench.errors import KbenchError
 from kbench.reports import plots
-from kbench.reports.evaluation import EVALUATION_DIR, SUMMARY_FILE
-from kbench.results.store import CONFIG_FILE, RunStore, backends_with_results, read_json, run_name
+from kbench.reports.evaluation import MAX_THUMBNAILS, THUMBNAIL_SIZE, load_thumbnails
+from kbench.results.store import RunStore, backends_with_results, run_name
 from kbench.results.table import results_table
-from kbench.runner import BEST_TRIAL_FILE
+from kbench.results.trial_folder import Evaluation, TrialFolder
 
 plt = plots.plt  # pyplot with the file-only backend plots.py selects
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
-CURVES_FILE = "training_curves.png"  # in each trial's folder
 BACKENDS_FILE = "report_backends.png"  # beside the report
 COMPARE_FILE = "comparison.png"  # `kbench compare`'s chart, shown when it ran
-MAX_THUMBNAILS = 300  # the most confident mistakes; CIFAR-10's test set can have thousands
-THUMBNAIL_SIZE = 64
 COMPARED = ["test_accuracy", "train_images_per_s"]
 MARKDOWN_MISTAKES = 20  # rows of the misclassified table in the Markdown version
 
@@ -82,7 +78,7 @@ class Picture:
 
     def save(self) -> Path:
         if not self.saved:
-            self.path.write_bytes(self.png)
+            write_bytes_atomic(self.path, self.png)
             self.saved = True
         return self.path
 
@@ -185,70 +181,41 @@ def trial_label(config: TrialConfig, grid_keys: list[str], backend: str) -> str:
 
 
 def training_curves(store: RunStore, trials: list[TrialConfig], grid_keys: list[str]) -> list[Picture]:
-    """One figure per trial of `store` that has a training history, in grid order."""
+    """One figure per trial of the run on `store`'s backend that has a training history, in grid order."""
     pictures = []
-    for config in trials:
-        trial_dir = store.find(config)
-        history_file = trial_dir / "history.csv" if trial_dir else None
-        if history_file is None or not history_file.exists() or not history_file.stat().st_size:
+    for config, folder in zip(trials, store.run_folders(trials)):
+        history = folder.history() if folder is not None else pd.DataFrame()
+        if history.empty:
             continue
         title = trial_label(config, grid_keys, store.backend)
-        pictures.append(Picture.from_figure(curves_figure(pd.read_csv(history_file), title), trial_dir / CURVES_FILE, title))
+        pictures.append(Picture.from_figure(curves_figure(history, title), folder.curves_file, title))
     return pictures
 
 
-@functools.lru_cache(maxsize=1)  # every backend's best trial usually needs the same data set
-def _dataset(data_dir: Path | None, dataset: str, skip_bad: bool, multi_label: bool, split_fractions: tuple):
-    return load_dataset(dataset, data_dir, skip_bad=skip_bad, multi_label=multi_label, split_fractions=split_fractions)
-
-
-def misclassified_thumbnails(trial_dir: Path, rows: pd.DataFrame, data_dir: Path | None) -> tuple[list[str], str]:
-    """Thumbnails of the test images in `rows` (by their test-set index), and a note when there are none."""
-    from kbench.training.feed import load_images
-    from kbench.training.trial import prepared
-
-    config = trial_config(read_json(trial_dir / CONFIG_FILE))
-    try:
-        full = _dataset(data_dir, config.dataset, config.skip_bad, config.multi_label, tuple(config.split_fractions))
-        data, transform = prepared(full, config)
-    except Exception as error:  # thumbnails are optional: say why they are missing, show the rest
-        return [""] * len(rows), f"Test images unavailable ({type(error).__name__}: {error}); try --data-dir."
-    indices = rows["index"].to_numpy()
-    labels = [data.class_names[label] for label in data.test.labels[indices[indices < len(data.test)]]]
-    if labels != rows["true"].tolist():  # a different data set or split: the pictures would lie
-        return [""] * len(rows), f"The {config.dataset} test split here does not match this evaluation."
-    return [thumbnail_uri(image) for image in load_images(data.test, transform, indices)], ""
-
-
-def best_trial(backend_dir: Path, data_dir: Path | None, max_thumbnails: int = MAX_THUMBNAILS) -> BestTrial | None:
-    """The evaluation of the best trial recorded in `backend_dir`, or None before any evaluation."""
-    if not (backend_dir / BEST_TRIAL_FILE).exists():
-        return None
-    trial_dir = backend_dir / read_json(backend_dir / BEST_TRIAL_FILE)["trial"]
-    evaluation = trial_dir / EVALUATION_DIR
-    if not (evaluation / SUMMARY_FILE).exists():
-        return None
-    per_class = pd.read_csv(evaluation / "per_class.csv", dtype={"class": str})
-    class_names = per_class["class"].tolist()
-    wrong = pd.read_csv(evaluation / "misclassified.csv", dtype={"true": str, "predicted": str})
+def best_trial(backend: str, folder: TrialFolder, max_thumbnails: int = MAX_THUMBNAILS) -> BestTrial | None:
+    """The stored evaluation of a backend's best trial (None before one was written); the data set
+    and the model are not needed."""
+    evaluation = folder.evaluation_file
+    error = folder.evaluation_error()
+    if not folder.has_evaluation():
+        return BestTrial(backend, folder.name, {}, pd.DataFrame(), [], pd.DataFrame(), [],
+                         f"Evaluation failed: {error.strip().splitlines()[-1]}") if error else None
+    per_class = pd.read_csv(evaluation(Evaluation.PER_CLASS_CSV), dtype={"class": str})
+    wrong = pd.read_csv(evaluation(Evaluation.MISCLASSIFIED), dtype={"true": str, "predicted": str})
     shown = wrong.head(max_thumbnails).copy()
-    thumbnails, note = misclassified_thumbnails(trial_dir, shown, data_dir)
-    shown["src"] = thumbnails
-    if len(shown) < len(wrong):
-        note = f"The {len(shown)} most confident of {len(wrong)} mistakes. {note}".strip()
+    thumbnails = load_thumbnails(evaluation(Evaluation.THUMBNAILS)) if evaluation(Evaluation.THUMBNAILS).exists() else {}
+    shown["src"] = [thumbnail_uri(thumbnails[i]) if i in thumbnails else "" for i in shown["index"]]
+    note = f"The {len(shown)} most confident of {len(wrong)} mistakes." if len(shown) < len(wrong) else ""
     pictures = [
-        Picture.from_file(evaluation / file, title)
-        for file, title in (("confusion_matrix.png", "confusion matrix"), ("per_class.png", "per-class metrics"))
-        if (evaluation / file).exists()
+        Picture.from_file(evaluation(file), title)
+        for file, title in ((Evaluation.CONFUSION_PNG, "confusion matrix"), (Evaluation.PER_CLASS_PNG, "per-class metrics"))
+        if evaluation(file).exists()
     ]
-    return BestTrial(
-        backend_dir.name, trial_dir.name, read_json(evaluation / SUMMARY_FILE), per_class, pictures, shown, class_names, note
-    )
+    return BestTrial(backend, folder.name, read_json(evaluation(Evaluation.SUMMARY)), per_class, pictures, shown,
+                     per_class["class"].tolist(), note)
 
 
-def collect_report(
-    experiment: Experiment, overrides: Overrides, logs_dir: Path, data_dir: Path | None = None
-) -> Report:
+def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path) -> Report:
     """Gather the table, comparison, curves and best-trial evaluations of one experiment run."""
     run = run_name(experiment.name, overrides.quick)
     backends = backends_with_results(logs_dir, run)
@@ -265,8 +232,10 @@ def collect_report(
     if (report.run_dir / COMPARE_FILE).exists():
         report.comparison_pictures.append(Picture.from_file(report.run_dir / COMPARE_FILE, "kbench compare"))
     for backend in backends:
-        report.curves += training_curves(RunStore(logs_dir, run, backend), plan.trials, plan.grid_keys)
-        best = best_trial(report.run_dir / backend, data_dir)
+        store = RunStore(logs_dir, run, backend)
+        report.curves += training_curves(store, plan.trials, plan.grid_keys)
+        folder = store.best_trial(plan.trials)
+        best = best_trial(backend, folder) if folder is not None else None
         if best is not None:
             report.best_trials.append(best)
     return report
@@ -328,6 +297,8 @@ def styled_per_class(per_class: pd.DataFrame) -> str:
 def dashboard(best: BestTrial) -> dict[str, Any]:
     """What the template needs of a best trial: styled tables, cards, and the classes to filter by."""
     mistakes = best.misclassified
+    if not best.summary:  # a failed evaluation: the template shows its note only
+        return {"backend": best.backend, "trial": best.trial, "summary": {}, "note": best.note}
 
     def present(column: str) -> list[str]:  # in class order, only classes that occur
         return [name for name in best.class_names if name in set(mistakes[column])]
@@ -393,6 +364,9 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     lines += ["## Training curves", ""] + [image(picture) for picture in report.curves] + [""]
     for best in report.best_trials:
         summary = best.summary
+        if not summary:  # the evaluation failed: say so instead of showing nothing
+            lines += [f"## Best trial on {best.backend}: {best.trial}", "", best.note, ""]
+            continue
         lines += [
             f"## Best trial on {best.backend}: {best.trial}",
             "",
@@ -408,18 +382,16 @@ def render_markdown(report: Report, out_dir: Path) -> str:
             markdown_table(best.misclassified.drop(columns="src").head(MARKDOWN_MISTAKES)),
             "",
         ]
-        gallery = out_dir / best.backend / best.trial / EVALUATION_DIR / "misclassified.png"
+        gallery = TrialFolder(out_dir / best.backend / best.trial).evaluation_file(Evaluation.GALLERY_PNG)
         if gallery.exists():
             lines += [image(Picture.from_file(gallery, "misclassified test images")), ""]
     return "\n".join(lines)
 
 
-def write_report(
-    experiment: Experiment, overrides: Overrides, logs_dir: Path, data_dir: Path | None = None
-) -> tuple[Path, Path]:
+def write_report(experiment: Experiment, overrides: Overrides, logs_dir: Path) -> tuple[Path, Path]:
     """Write report.html and report.md into logs/<run>/; returns their paths."""
-    report = collect_report(experiment, overrides, logs_dir, data_dir)
+    report = collect_report(experiment, overrides, logs_dir)
     html_path, markdown_path = report.run_dir / REPORT_HTML, report.run_dir / REPORT_MD
-    html_path.write_text(render_html(report), encoding="utf-8")
-    markdown_path.write_text(render_markdown(report, report.run_dir), encoding="utf-8")
+    write_text_atomic(html_path, render_html(report))
+    write_text_atomic(markdown_path, render_markdown(report, report.run_dir))
     return html_path, markdown_path

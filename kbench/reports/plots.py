@@ -67,5 +67,9 @@ def image_grid_figure(
 
 
 def save(fig: plt.Figure, path) -> None:
-    fig.savefig(path, dpi=110)
+    """Write the figure as a PNG (atomically: a reader never sees half a picture) and close it."""
+    from kbench.atomic import atomic_path
+
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=110, format="png")
     plt.close(fig)

@@ -64,6 +64,7 @@ KERAS_BACKEND (or <code>kbench compare</code>) to compare backends here.</p>
 
 {% for best in best_trials %}
 <h2 id="best-{{ best.backend }}">Best trial on {{ best.backend }}: {{ best.trial }}</h2>
+{% if not best.summary %}<p class="note">{{ best.note }}</p>{% else %}
 <p>Chosen by validation accuracy. Its reloaded checkpoint: test accuracy
 {{ "%.4f" | format(best.summary.checkpoint_test_accuracy) }}, macro F1 {{ "%.4f" | format(best.summary.macro_f1) }},
 {{ best.summary.misclassified }} of {{ best.summary.n_test }} test images misclassified.</p>
@@ -88,6 +89,7 @@ KERAS_BACKEND (or <code>kbench compare</code>) to compare backends here.</p>
 {% endfor %}
 </div>
 </section>
+{% endif %}
 {% endfor %}
 
 <script>

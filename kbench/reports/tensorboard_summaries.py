@@ -20,8 +20,7 @@ import numpy as np
 from PIL import Image
 
 from kbench.config import TrialConfig
-
-TENSORBOARD_DIR = "tensorboard"  # the folder Keras's TensorBoard callback writes (kbench.training.trial)
+from kbench.results.trial_folder import TrialFolder
 
 # Final numbers of metrics.json shown as HParams metric columns, with their titles.
 FINAL_METRICS = {
@@ -53,7 +52,7 @@ def _writer(tensorboard_dir: Path):
     return tf.summary.create_file_writer(str(tensorboard_dir))
 
 
-def write_hparams(trial_dir: Path, config: TrialConfig, grid_keys: list[str], metrics: dict[str, Any]) -> None:
+def write_hparams(folder: TrialFolder, config: TrialConfig, grid_keys: list[str], metrics: dict[str, Any]) -> None:
     """Record a finished trial in the HParams dashboard: hyper-parameters, then its final metrics.
 
     The experiment config (hparams_config) goes into every trial's folder:
@@ -66,21 +65,21 @@ def write_hparams(trial_dir: Path, config: TrialConfig, grid_keys: list[str], me
     hparams = trial_hparams(config, grid_keys, metrics.get("backend", "unknown"))
     step = int(metrics.get("epochs_run") or 0)  # after the last epoch, beside Keras's epoch curves
     started = time.time() - float(metrics.get("wall_time_s") or 0.0)
-    writer = _writer(trial_dir / TENSORBOARD_DIR)
+    writer = _writer(folder.tensorboard_dir)
     with writer.as_default():
         hp.hparams_config(
             hparams=[hp.HParam(name) for name in hparams],
             metrics=[hp.Metric(tag, display_name=title) for tag, title in FINAL_METRICS.items()],
         )
         # The trial id names the trial across runs and backends (one session group per trial folder).
-        hp.hparams(hparams, trial_id="/".join(trial_dir.parts[-3:]), start_time_secs=started)
+        hp.hparams(hparams, trial_id="/".join(folder.path.parts[-3:]), start_time_secs=started)
         for tag in FINAL_METRICS:
             if metrics.get(tag) is not None:
                 tf.summary.scalar(tag, float(metrics[tag]), step=step)
     writer.close()
 
 
-def write_images(trial_dir: Path, evaluation_dir: Path, step: int = 0) -> list[str]:
+def write_images(folder: TrialFolder, step: int = 0) -> list[str]:
     """Copy the evaluation PNGs (confusion matrix, misclassified gallery, ...) into the trial's IMAGES tab.
 
     Returns the image tags written.
@@ -88,9 +87,9 @@ def write_images(trial_dir: Path, evaluation_dir: Path, step: int = 0) -> list[s
     import tensorflow as tf
 
     tags = []
-    writer = _writer(trial_dir / TENSORBOARD_DIR)
+    writer = _writer(folder.tensorboard_dir)
     with writer.as_default():
-        for path in sorted(evaluation_dir.glob("*.png")):
+        for path in sorted(folder.evaluation_dir.glob("*.png")):
             pixels = np.asarray(Image.open(path).convert("RGB"))
             tag = f"evaluation/{path.stem}"
             tf.summary.image(tag, pixels[np.newaxis], step=step)

@@ -1,40 +1,32 @@
-"""Where results live: logs/<run>/<backend>/<trial>/, and atomic writes of finished state.
+"""Where results live: logs/<experiment>[-quick]/<backend>/<trial>/, and the record of each run.
 
-A trial is finished once its `metrics.json` exists. It is written last and
-atomically (temporary file, then rename), so a killed run never leaves a
-trial that looks finished but is not.
+A trial's folder is named by its grid values, the hash of its full settings
+(`TrialConfig.key`) and the start of its data fingerprint, so a trial is found
+again only for exactly the same settings and the same data; anything else
+trains into a new folder and the old one stays on disk (shown as stale by
+`kbench results --all`).
+
+A run is an experiment with its overrides. Each run on each backend has its
+own record, runs/<plan key>.json, listing its trial folders and its best
+trial: runs with different overrides share trial folders where their grids
+meet, but never a record.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kbench.config import TrialConfig
+from kbench.atomic import read_json, write_json_atomic
+from kbench.config import TrialConfig, _short_hash
 from kbench.errors import KbenchError
+from kbench.results.trial_folder import Status, TrialFolder
 
-METRICS_FILE = "metrics.json"
-CONFIG_FILE = "config.json"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        json.dump(data, tmp, indent=2, sort_keys=True, default=str)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-
-
-def read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+RUNS_DIR = "runs"
+DATA_KEY_LENGTH = 6
 
 
 def run_name(experiment: str, quick: bool) -> str:
@@ -42,13 +34,22 @@ def run_name(experiment: str, quick: bool) -> str:
     return f"{experiment}-quick" if quick else experiment
 
 
-def trial_name(config: TrialConfig, grid_keys: list[str]) -> str:
-    """A readable folder name: the grid values (just the variant's name, when it has one), then the hash
-    of the whole config."""
+def plan_key(trials: list[TrialConfig]) -> str:
+    """The identity of a run: the set of its trials' settings, however the overrides were written."""
+    return _short_hash(sorted(config.key() for config in trials), length=10)
+
+
+def trial_identity(config: TrialConfig, data_fingerprint: str) -> dict[str, Any]:
+    """What identity.json holds: a finished trial is reused only when this is equal."""
+    return {"config": config.identity(), "config_key": config.key(), "data_fingerprint": data_fingerprint}
+
+
+def readable_name(config: TrialConfig, grid_keys: list[str]) -> str:
+    """The grid values (just the variant's name, when it has one), safe as a folder name."""
     keys = ["variant"] if config.variant else sorted(grid_keys)
-    parts = [f"{key}-{config.get(key)}" for key in keys]
-    readable = re.sub(r"[^A-Za-z0-9_.=-]+", "", "_".join(parts))[:120]
-    return f"{readable}_{config.fingerprint()}" if readable else config.fingerprint()
+    parts = [f"{key}-{Path(str(value)).name if key == 'dataset' else value}"
+             for key in keys for value in [config.get(key)]]
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "", "_".join(parts))[:120]
 
 
 def ensure_writable(folder: Path) -> None:
@@ -66,7 +67,7 @@ def ensure_writable(folder: Path) -> None:
 
 @dataclass(frozen=True)
 class RunStore:
-    """The results folder of one experiment run on one backend."""
+    """The results folder of one experiment on one backend."""
 
     logs_dir: Path
     run: str
@@ -76,27 +77,72 @@ class RunStore:
     def root(self) -> Path:
         return self.logs_dir / self.run / self.backend
 
-    def trial_dir(self, config: TrialConfig, grid_keys: list[str]) -> Path:
-        """The trial's folder: an existing one with the config's hash, else a new name."""
-        existing = self.find(config)
-        return existing if existing is not None else self.root / trial_name(config, grid_keys)
+    # ------------------------------------------------------------------ trials
 
-    def find(self, config: TrialConfig) -> Path | None:
-        """The folder of a trial with exactly this config, however it was named."""
-        matches = sorted(self.root.glob(f"*{config.fingerprint()}")) if self.root.is_dir() else []
-        return matches[0] if matches else None
+    def folder(self, config: TrialConfig, data_fingerprint: str, grid_keys: list[str]) -> TrialFolder:
+        """The folder for this config on this data: an existing one whose identity.json matches, else a new one."""
+        identity = trial_identity(config, data_fingerprint)
+        readable = readable_name(config, grid_keys)
+        stem = f"{config.key()}-{data_fingerprint[:DATA_KEY_LENGTH]}"
+        for existing in self._named(f"*_{stem}*") + self._named(stem):
+            if existing.read_identity() == identity:
+                return existing
+        taken = {folder.name for folder in self.trial_folders()}
+        name = f"{readable}_{stem}" if readable else stem
+        attempt = 1
+        while name in taken:  # a folder of this name holds something else (edited by hand): keep it
+            attempt += 1
+            name = f"{readable}_{stem}-{attempt}" if readable else f"{stem}-{attempt}"
+        return TrialFolder(self.root / name)
 
-    @staticmethod
-    def is_finished(trial_dir: Path) -> bool:
-        return (trial_dir / METRICS_FILE).exists()
+    def candidates(self, config: TrialConfig) -> list[TrialFolder]:
+        """Every folder of a trial with these settings, on any data, newest first."""
+        found = [f for f in self._named(f"*{config.key()}-*") if (f.read_identity() or {}).get("config_key") == config.key()]
+        return sorted(found, key=lambda f: f.path.stat().st_mtime, reverse=True)
 
-    @staticmethod
-    def read_metrics(trial_dir: Path) -> dict[str, Any] | None:
-        path = trial_dir / METRICS_FILE
+    def trial_folders(self) -> list[TrialFolder]:
+        """Every trial folder of this experiment on this backend (legacy ones included), by name."""
+        if not self.root.is_dir():
+            return []
+        return [TrialFolder(p) for p in sorted(self.root.iterdir()) if p.is_dir() and p.name != RUNS_DIR]
+
+    def _named(self, pattern: str) -> list[TrialFolder]:
+        return [TrialFolder(p) for p in sorted(self.root.glob(pattern)) if p.is_dir()] if self.root.is_dir() else []
+
+    # ------------------------------------------------------------------ runs
+
+    def run_file(self, trials: list[TrialConfig]) -> Path:
+        return self.root / RUNS_DIR / f"{plan_key(trials)}.json"
+
+    def write_run(self, trials: list[TrialConfig], record: dict[str, Any]) -> None:
+        write_json_atomic(self.run_file(trials), record)
+
+    def read_run(self, trials: list[TrialConfig]) -> dict[str, Any] | None:
+        path = self.run_file(trials)
         return read_json(path) if path.exists() else None
+
+    def run_folders(self, trials: list[TrialConfig]) -> list[TrialFolder | None]:
+        """For each trial of a run, its folder: the one the run's record names, else the newest folder
+        with these settings (trained by another run on the same data, say), else None (pending)."""
+        record = self.read_run(trials) or {}
+        named = dict(zip(record.get("trial_keys", []), record.get("trials", [])))
+        folders: list[TrialFolder | None] = []
+        for config in trials:
+            if config.key() in named:
+                folders.append(TrialFolder(self.root / named[config.key()]))
+                continue
+            candidates = self.candidates(config)
+            done = [f for f in candidates if f.status() in Status.DONE]
+            folders.append((done or candidates or [None])[0])
+        return folders
+
+    def best_trial(self, trials: list[TrialConfig]) -> TrialFolder | None:
+        """The run's best trial as its record names it."""
+        name = (self.read_run(trials) or {}).get("best_trial")
+        return TrialFolder(self.root / name) if name else None
 
 
 def backends_with_results(logs_dir: Path, run: str) -> list[str]:
-    """The backends that have a results folder for this run."""
+    """The backends that have a results folder for this experiment."""
     folder = logs_dir / run
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from kbench.config import Experiment, Overrides, resolve_trials
-from kbench.results.store import RunStore, backends_with_results, run_name
+from kbench.results.store import DATA_KEY_LENGTH, RunStore, backends_with_results, run_name
+from kbench.results.trial_folder import Status, TrialFolder
 
 # Our metrics, in the order a reader wants them.
 METRIC_COLUMNS = [
@@ -26,12 +29,9 @@ METRIC_COLUMNS = [
 INTEGER_COLUMNS = {"best_epoch", "epochs_run", "params"}
 
 
-def _trial_status(trial_dir: Path | None) -> str:
-    if trial_dir is None:
-        return "pending"
-    if (trial_dir / "error.txt").exists():
-        return "error"
-    return "incomplete"
+def default_backend() -> str:
+    """The backend a `kbench run` here would use (Keras's default when KERAS_BACKEND is unset), without importing Keras."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
 def _published_for(experiment: Experiment, values: dict[str, Any]) -> dict[str, float]:
@@ -48,37 +48,84 @@ def results_table(
     backends: list[str] | None = None,
     columns: list[str] | None = None,
 ) -> pd.DataFrame:
-    """The grid as a DataFrame: grid values, backend, our metrics, then the published ones.
+    """The run's grid as a DataFrame: grid values, backend, our metrics, then the published ones.
 
-    Trials not yet finished show as pending / incomplete / error rather than
-    being left out, so a reader sees what is missing.
+    The rows are exactly the trials of this run (the experiment with these
+    overrides); trials not yet finished show as pending / running / incomplete
+    / error rather than being left out, so a reader sees what is missing.
     """
     plan = resolve_trials(experiment, overrides)
     run = run_name(experiment.name, overrides.quick)
+    rows = []
+    # Before any run, the grid as it will run on the backend KERAS_BACKEND names: every row pending.
+    for backend in backends or backends_with_results(logs_dir, run) or [default_backend()]:
+        store = RunStore(logs_dir, run, backend)
+        for config, folder in zip(plan.trials, store.run_folders(plan.trials)):
+            values = {key: config.get(key) for key in plan.grid_keys}
+            rows.append(({**values, "backend": backend}, folder, _published_for(experiment, values)))
+    return _frame(rows, [*plan.grid_keys, "backend"], columns, experiment)
+
+
+def all_trials_table(experiment: Experiment, quick: bool, logs_dir: Path, backends: list[str] | None = None,
+                     columns: list[str] | None = None) -> pd.DataFrame:
+    """Every trial ever run for the experiment, whatever its overrides, with the settings that differ.
+
+    A finished trial whose settings were later trained again on other data
+    (a changed export, say) is `stale`; folders from a kbench without trial
+    identities are `legacy` and never reused.
+    """
+    run = run_name(experiment.name, quick)
+    found = []
+    for backend in backends or backends_with_results(logs_dir, run):
+        folders = RunStore(logs_dir, run, backend).trial_folders()
+        newest: dict[str, tuple[float, str]] = {}
+        for folder in folders:
+            identity = folder.read_identity() or {}
+            if "config_key" in identity and folder.is_finished():
+                stamp = folder.path.stat().st_mtime
+                if stamp > newest.get(identity["config_key"], (0.0, ""))[0]:
+                    newest[identity["config_key"]] = (stamp, identity["data_fingerprint"])
+        for folder in folders:
+            identity = folder.read_identity() or {}
+            config = identity.get("config") or (folder.read_metrics() or {}).get("config") or folder.read_config() or {}
+            stale = identity and folder.is_finished() and newest[identity["config_key"]][1] != identity["data_fingerprint"]
+            found.append((backend, folder, config, Status.STALE if stale else None, identity.get("data_fingerprint", "")))
+    settings = [{k: v for k, v in config.items() if k != "model_options"} | config.get("model_options", {})
+                for _, _, config, _, _ in found]
+    differing = sorted({k for s in settings for k in s if len({json.dumps(x.get(k), sort_keys=True) for x in settings}) > 1})
+    rows = []
+    for (backend, folder, _, status, data), values in zip(found, settings):
+        rows.append(({"trial": folder.name, **{k: values.get(k) for k in differing}, "backend": backend,
+                      "data": data[:DATA_KEY_LENGTH]}, folder, {}, status))
+    return _frame([row[:3] for row in rows], ["trial", *differing, "backend", "data"], columns, experiment,
+                  statuses=[row[3] for row in rows])
+
+
+def _frame(rows: list[tuple[dict[str, Any], TrialFolder | None, dict[str, float]]], keys: list[str],
+           columns: list[str] | None, experiment: Experiment, statuses: list[str | None] | None = None) -> pd.DataFrame:
+    """Rows of (identifying values, trial folder or None, published figures) as the results table."""
     # Callers may name a column twice; by default the experiment's own columns follow the standard ones.
     columns = list(dict.fromkeys(columns if columns is not None else [*METRIC_COLUMNS, *experiment.columns]))
-    rows, found = [], []
-    for backend in backends or backends_with_results(logs_dir, run):
-        store = RunStore(logs_dir, run, backend)
-        for config in plan.trials:
-            values = {key: config.get(key) for key in plan.grid_keys}
-            trial_dir = store.find(config)
-            metrics = store.read_metrics(trial_dir) if trial_dir else None
-            ours = {"status": _trial_status(trial_dir)}
-            if metrics:
-                ours = {k: metrics.get(k) for k in _expand(columns, metrics)}
-                found.append(metrics)
-            rows.append({**values, "backend": backend, **ours, **_published_for(experiment, values)})
+    records, found = [], []
+    for (values, folder, published), status in zip(rows, statuses or [None] * len(rows)):
+        metrics = folder.read_metrics() if folder is not None and folder.is_finished() else None
+        ours = {"status": folder.status() if folder is not None else Status.PENDING}
+        if metrics:
+            ours = {k: metrics.get(k) for k in _expand(columns, metrics)} | {"status": ours["status"]}
+            found.append(metrics)
+        if status:
+            ours["status"] = status
+        records.append({**values, **ours, **published})
     columns = list(dict.fromkeys(c for m in found for c in _expand(columns, m))) if found else [
         c for c in columns if not c.endswith("*")]
-    table = pd.DataFrame(rows)
-    for column in columns:
+    table = pd.DataFrame(records)
+    for column in [*keys, *columns]:
         if column not in table:
             table[column] = None
     for column in INTEGER_COLUMNS & set(table.columns):
         table[column] = pd.to_numeric(table[column]).astype("Int64")  # ints, with gaps for unfinished trials
     published = [c for c in table.columns if c.startswith("published_")]
-    return table[[*plan.grid_keys, "backend", *columns, *published]] if rows else table
+    return table[[*keys, *columns, *published]]
 
 
 def _expand(columns: list[str], metrics: dict[str, Any]) -> list[str]:

@@ -6,8 +6,6 @@ Read top to bottom: seed, data, model, compile, callbacks, fit, test, summary.
 from __future__ import annotations
 
 import math
-import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,19 +20,17 @@ from kbench.data.files import FileDataset, FileSplit
 from kbench.data.pipeline import DEFAULT_FILE_IMAGE_SIZE, ImageTransform
 from kbench.errors import KbenchError
 from kbench.models import build_model
-from kbench.results.store import CONFIG_FILE, read_json, write_json_atomic
+from kbench.results import metrics as scores
+from kbench.results.store import trial_identity
+from kbench.results.trial_folder import CLASSES_FILE, TrialFolder
 from kbench.training.callbacks import EpochTimer
+from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint, backup_state, resumed_epoch
 from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
 from kbench.training.feed import Split, evaluation_feed, load_images, split_training_feed
 from kbench.training.recipe import freeze_backbone, learning_rate, with_augmentation
 from kbench.training.measure import PeakMemory, inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
 
-HISTORY_FILE = "history.csv"
-CHECKPOINT_FILE = "best.keras"
-BACKUP_DIR = "backup"
-CLASSES_FILE = "classes.json"
-SKIPPED_FILE = "skipped.csv"
 JIT = {"auto": "auto", "true": True, "false": False}
 Dataset = ArrayDataset | FileDataset
 
@@ -109,38 +105,6 @@ def input_shape(data: Dataset, transform: ImageTransform) -> tuple[int, int, int
     return (transform.size, transform.size, channels)
 
 
-def resumed_epoch(backup_dir: Path) -> int:
-    """The number of finished epochs BackupAndRestore will restore (0 for a fresh trial).
-
-    BackupAndRestore writes the weights, then the epoch number. Weights without
-    an epoch number are a first backup cut short by a kill (possibly a torn
-    file, which it would fail to load): they are discarded and the trial starts
-    afresh.
-    """
-    metadata = backup_dir / "training_metadata.json"
-    if metadata.exists():
-        return int(read_json(metadata)["epoch"])
-    shutil.rmtree(backup_dir, ignore_errors=True)
-    return 0
-
-
-def read_history(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
-
-
-def truncate_history(path: Path, epochs: int) -> pd.DataFrame:
-    """Keep the rows of the first `epochs` epochs: rows after the backup were never restored."""
-    history = read_history(path)
-    if history.empty:
-        return history
-    kept = history[history["epoch"] < epochs]
-    if kept.empty:
-        path.unlink()
-    elif len(kept) < len(history):
-        kept.to_csv(path, index=False)
-    return kept
-
-
 def monitor_mode(monitor: str) -> str:
     return "min" if "loss" in monitor else "max"
 
@@ -151,55 +115,61 @@ def best_value(history: pd.DataFrame, monitor: str) -> float | None:
     return float(history[monitor].min() if monitor_mode(monitor) == "min" else history[monitor].max())
 
 
-def make_callbacks(config: TrialConfig, trial_dir: Path, history: pd.DataFrame) -> list[keras.callbacks.Callback]:
-    """Stock Keras callbacks, ordered so that a kill at any moment resumes consistently.
-
-    BackupAndRestore comes last: an epoch counts as done only once the history
-    row and the checkpoint for it are written.
-    """
+def make_callbacks(config: TrialConfig, folder: TrialFolder, history: pd.DataFrame) -> list[keras.callbacks.Callback]:
+    """Stock Keras callbacks (checkpoints made kill-safe), ordered so that a kill at any moment resumes
+    consistently: the backup comes last, so an epoch counts as done only once its history row and
+    checkpoint are written."""
     return [
         EpochTimer(),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(str(trial_dir / HISTORY_FILE), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(trial_dir / CHECKPOINT_FILE),
+        keras.callbacks.CSVLogger(str(folder.history_file), append=True),
+        AtomicModelCheckpoint(
+            str(folder.checkpoint),
             monitor=config.monitor,
             mode=monitor_mode(config.monitor),
             save_best_only=True,
             initial_value_threshold=best_value(history, config.monitor),
         ),
-        keras.callbacks.TensorBoard(str(trial_dir / "tensorboard"), histogram_freq=config.histogram_freq),
-        keras.callbacks.BackupAndRestore(str(trial_dir / BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.TensorBoard(str(folder.tensorboard_dir), histogram_freq=config.histogram_freq),
+        AtomicBackupAndRestore(folder.backup_dir),
     ]
 
 
-def train_trial(config: TrialConfig, data: Dataset, trial_dir: Path, verbose: int = 2) -> dict[str, Any]:
-    """Train one grid point in `trial_dir` and return its metrics (not yet written)."""
+def train_trial(
+    config: TrialConfig, data: Dataset, folder: TrialFolder, verbose: int = 2, data_fingerprint: str | None = None
+) -> dict[str, Any]:
+    """Train one grid point in `folder` and return its metrics (not yet written: see TrialFolder.finish).
+
+    data_fingerprint: the data's fingerprint when the caller has it (kbench.data.fingerprint), else
+    computed here; it goes into identity.json with the settings.
+    """
+    from kbench.data.fingerprint import data_fingerprint as fingerprint_of
+
     started = time.perf_counter()
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(trial_dir / CONFIG_FILE, config.to_dict())
-    write_json_atomic(trial_dir / "environment.json", describe_environment())
+    identity = trial_identity(config, data_fingerprint or fingerprint_of(data))
+    folder.start(identity, config.to_dict(), describe_environment())
     keras.utils.set_random_seed(config.seed)
 
     data, transform = prepared(data, config)
-    write_json_atomic(trial_dir / CLASSES_FILE, list(data.class_names))  # the label order the model's outputs follow
-    record_skipped(data, trial_dir / SKIPPED_FILE)
+    folder.write_json(CLASSES_FILE, list(data.class_names))  # the label order the model's outputs follow
+    record_skipped(data, folder)
     train, val = split_validation(data, config.validation_split)
     model = build_model(config.model, input_shape(data, transform), data.num_classes, **config.model_options)
     if config.train_layers == "head":
         model = freeze_backbone(model)
     model = with_augmentation(model, config.augment, config.seed)
+    loss = make_loss(config)
     model.compile(
         optimizer=make_optimizer(config, math.ceil(len(train) / config.batch_size)),
-        loss=make_loss(config),
+        loss=loss,
         metrics=list(config.metrics),
         jit_compile=JIT[config.jit_compile],
     )
 
-    first_epoch = resumed_epoch(trial_dir / BACKUP_DIR)
-    history = truncate_history(trial_dir / HISTORY_FILE, first_epoch)
+    first_epoch = resumed_epoch(folder.backup_dir)
+    history = folder.truncate_history(first_epoch)
     if first_epoch:
-        print(f"resuming {trial_dir.name} after epoch {first_epoch}", flush=True)
+        print(f"resuming {folder.name} after epoch {first_epoch}", flush=True)
     with EnergyMeter() as training_energy, PeakMemory() as training_memory:
         if first_epoch < config.epochs:
             feed, steps_per_epoch = split_training_feed(
@@ -211,28 +181,24 @@ def train_trial(config: TrialConfig, data: Dataset, trial_dir: Path, verbose: in
                 shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
                 validation_data=evaluation_feed(val, transform, config.batch_size),
                 epochs=config.epochs,
-                callbacks=make_callbacks(config, trial_dir, history),
+                callbacks=make_callbacks(config, folder, history),
                 verbose=verbose,
             )
         else:  # killed after the last epoch but before the metrics were written
-            model.load_weights(trial_dir / BACKUP_DIR / "latest.weights.h5")
-    if config.restore_best and (trial_dir / CHECKPOINT_FILE).exists():
-        model.load_weights(trial_dir / CHECKPOINT_FILE)
+            model.load_weights(backup_state(folder.backup_dir)[1])
+    if config.restore_best and folder.checkpoint.exists():
+        model.load_weights(folder.checkpoint)
 
-    history = read_history(trial_dir / HISTORY_FILE)
-    test_feed = evaluation_feed(data.test, transform, config.batch_size)
-    with PeakMemory() as test_memory:
-        test = model.evaluate(test_feed, return_dict=True, verbose=0)
-    with EnergyMeter() as test_energy:
+    history = folder.history()
+    with EnergyMeter() as test_energy, PeakMemory() as test_memory:  # the test set, predicted once
         logits = np.asarray(model.predict(evaluation_feed(data.test, transform, config.batch_size, labels=False), verbose=0))
-    predicted = logits.argmax(axis=1)
-    test |= macro_scores(data.test.labels, predicted)
+    test = test_results(config, loss, data.test.labels, logits, data.class_names)
     accelerator_mb, accelerator_note = peak_accelerator_memory_mb()
     trained_images = len(train) * (config.epochs - first_epoch)
     return (
-        summarize(config, history, test, model.count_params(), len(train), len(val), len(data.test))
-        | class_accuracies(data.test.labels, predicted, data.class_names)
-        | group_metrics(config, data.test, predicted)
+        summarize(config, history, model.count_params(), len(train), len(val), len(data.test))
+        | test
+        | group_metrics(config, data.test, logits.argmax(axis=1), data.num_classes)
         | inference_latency(model, load_images(data.test, transform, np.arange(min(len(data.test), config.batch_size))),
                             config.batch_size)
         | training_memory.metrics("train")
@@ -249,56 +215,44 @@ def train_trial(config: TrialConfig, data: Dataset, trial_dir: Path, verbose: in
     )
 
 
-def record_skipped(data: Dataset, path: Path) -> None:
+def test_results(
+    config: TrialConfig, loss: keras.losses.Loss, labels: np.ndarray, logits: np.ndarray, class_names: list[str]
+) -> dict[str, Any]:
+    """The test numbers of metrics.json from one prediction pass: loss (the training loss, as
+    model.evaluate would give it), every compiled metric, then kbench's own (kbench.results.metrics)."""
+    results = {"test_loss": float(keras.ops.convert_to_numpy(loss(labels, logits)))}
+    for name in config.metrics:
+        if name not in ("accuracy", "acc"):  # accuracy has one definition: kbench.results.metrics
+            metric = keras.metrics.get(name)
+            metric.update_state(labels, logits)
+            results[f"test_{name}"] = float(keras.ops.convert_to_numpy(metric.result()))
+    return results | scores.test_scores(labels, logits.argmax(axis=1), class_names)
+
+
+def record_skipped(data: Dataset, folder: TrialFolder) -> None:
     """List the files --skip-bad left out next to the trial's results, and say so."""
     skipped = getattr(data, "skipped", ())
     if skipped:
-        pd.DataFrame(skipped).to_csv(path, index=False)
-        print(f"kbench: skip_bad left out {len(skipped)} file(s), listed in {path}", flush=True)
+        folder.write_skipped([vars(item) for item in skipped])
+        print(f"kbench: skip_bad left out {len(skipped)} file(s), listed in {folder.skipped_file}", flush=True)
 
 
-def class_accuracies(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, float | None]:
-    """Accuracy on each class's test images (its recall), as S5 reports per class; None for an absent class."""
-    return {
-        f"class_accuracy_{name}": float(np.mean(y_pred[y_true == index] == index)) if np.any(y_true == index) else None
-        for index, name in enumerate(class_names)
-    }
-
-
-def group_metrics(config: TrialConfig, test: FileSplit, y_pred: np.ndarray) -> dict[str, Any]:
-    """Test accuracy and macro F1 of the files whose name matches `group_by`, and of the rest (S5: real vs synthetic)."""
+def group_metrics(config: TrialConfig, test: FileSplit, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """S5's real-vs-synthetic split of the test set by `group_by` (kbench.results.metrics.group_metrics)."""
     if config.group_by is None:
         return {}
-    matches = np.array([re.search(config.group_by, name) is not None for name in test.names], dtype=bool)
-    out: dict[str, Any] = {}
-    for name, members in zip(config.group_names, (matches, ~matches)):
-        out[f"group_n_{name}"] = int(members.sum())
-        out[f"group_correct_{name}"] = int((y_pred[members] == test.labels[members]).sum())
-        out[f"group_accuracy_{name}"] = float(np.mean(y_pred[members] == test.labels[members])) if members.any() else None
-        out[f"group_macro_f1_{name}"] = (
-            macro_scores(test.labels[members], y_pred[members])["macro_f1"] if members.any() else None
-        )
-    return out
-
-
-def macro_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Macro-averaged precision, recall and F1 over classes (scikit-learn), as S3 reports them."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=0)
-    return {"macro_precision": float(precision), "macro_recall": float(recall), "macro_f1": float(f1)}
+    return scores.group_metrics(test.names, config.group_by, config.group_names, test.labels, y_pred, num_classes)
 
 
 def summarize(
     config: TrialConfig,
     history: pd.DataFrame,
-    test: dict[str, float],
     params: int,
     n_train: int,
     n_val: int,
     n_test: int,
 ) -> dict[str, Any]:
-    """One trial's final numbers, computed from its history and test results."""
+    """One trial's training numbers, computed from its history."""
     losses = history["loss"].to_numpy(dtype=float) if "loss" in history else np.array([math.nan])
     diverged = len(history) < config.epochs or not np.all(np.isfinite(losses))
     best_row = None
@@ -312,7 +266,6 @@ def summarize(
     steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
     return {
         "status": "diverged" if diverged else "finished",
-        **{f"test_{name}": float(value) for name, value in test.items()},
         "best_val_accuracy": float(best_row["val_accuracy"]) if best_row is not None and "val_accuracy" in best_row else None,
         "best_epoch": int(best_row["epoch"]) + 1 if best_row is not None else None,
         "epochs_run": len(history),

@@ -1,0 +1,255 @@
+"""One trial's folder: the only module that knows its file names, and how each is written,
+read, listed, locked and cleaned up.
+
+    <trial>/
+      identity.json      the full normalised settings and the data fingerprint (what the trial is)
+      config.json        the settings as TrialConfig fields
+      environment.json   versions, device, commit
+      history.csv        per epoch (Keras CSVLogger)
+      best.keras         best validation checkpoint (written beside, then renamed)
+      tensorboard/       TensorBoard events
+      backup/            resume state while the trial runs
+      classes.json       label order of the model's outputs
+      skipped.csv        files --skip-bad left out
+      error.txt          why the last attempt failed
+      metrics.json       final numbers: written last, atomically; the trial is finished once it exists
+      evaluation/        the best trial's evaluation (summary.json written last)
+      .lock              held by the process training or evaluating the trial
+
+Every write goes through kbench.atomic, so a kill never leaves a torn file
+that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kbench.atomic import read_json, write_json_atomic, write_text_atomic
+
+IDENTITY_FILE = "identity.json"
+CONFIG_FILE = "config.json"
+ENVIRONMENT_FILE = "environment.json"
+HISTORY_FILE = "history.csv"
+CHECKPOINT_FILE = "best.keras"
+BACKUP_DIR = "backup"
+TENSORBOARD_DIR = "tensorboard"
+CLASSES_FILE = "classes.json"
+SKIPPED_FILE = "skipped.csv"
+ERROR_FILE = "error.txt"
+METRICS_FILE = "metrics.json"
+EVALUATION_DIR = "evaluation"
+CURVES_FILE = "training_curves.png"
+LOCK_FILE = ".lock"
+
+
+class Evaluation:
+    """File names inside a trial's evaluation/ folder."""
+
+    SUMMARY = "summary.json"  # written last: the evaluation is complete once it exists
+    ERROR = "error.txt"
+    PREDICTIONS = "predictions.csv"  # every test image: true, predicted, confidence
+    MISCLASSIFIED = "misclassified.csv"
+    THUMBNAILS = "thumbnails.npz"  # the most confident mistakes' images, for the report
+    CONFUSION_CSV = "confusion_matrix.csv"
+    CONFUSION_PNG = "confusion_matrix.png"
+    PER_CLASS_CSV = "per_class.csv"
+    PER_CLASS_PNG = "per_class.png"
+    GALLERY_PNG = "misclassified.png"
+    TRAINING_BATCH_PNG = "training_batch.png"
+    TEST_PREDICTIONS_PNG = "test_predictions.png"
+
+
+class Status:
+    """What a trial's folder says about it (the results table's `status` column)."""
+
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    STOPPED_EARLY = "stopped_early"
+    ERROR = "error"
+    RUNNING = "running"
+    INCOMPLETE = "incomplete"
+    PENDING = "pending"
+    STALE = "stale"  # finished, but on other data than the run now asked for
+    LEGACY = "legacy"  # written by a kbench without trial identities: never reused
+
+    DONE = (FINISHED, DIVERGED, STOPPED_EARLY)
+
+
+@dataclass(frozen=True)
+class TrialFolder:
+    """A trial's folder on disk (it need not exist yet)."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.path / BACKUP_DIR
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD_DIR
+
+    @property
+    def skipped_file(self) -> Path:
+        return self.path / SKIPPED_FILE
+
+    @property
+    def curves_file(self) -> Path:
+        return self.path / CURVES_FILE
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.path / EVALUATION_DIR
+
+    def evaluation_file(self, name: str) -> Path:
+        """A file of the evaluation folder, by one of the names in `Evaluation`."""
+        return self.evaluation_dir / name
+
+    # ------------------------------------------------------------------ writing
+
+    def start(self, identity: dict[str, Any], config: dict[str, Any], environment: dict[str, Any]) -> None:
+        """Create the folder for an attempt: what the trial is, and where it runs."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path / IDENTITY_FILE, identity)
+        write_json_atomic(self.path / CONFIG_FILE, config)
+        write_json_atomic(self.path / ENVIRONMENT_FILE, environment)
+        (self.path / ERROR_FILE).unlink(missing_ok=True)
+
+    def write_json(self, name: str, data: Any) -> None:
+        """classes.json and the like (not metrics.json: see `finish`)."""
+        write_json_atomic(self.path / name, data)
+
+    def write_skipped(self, rows: list[dict[str, Any]]) -> None:
+        import pandas as pd
+
+        write_text_atomic(self.skipped_file, pd.DataFrame(rows).to_csv(index=False))
+
+    def finish(self, metrics: dict[str, Any]) -> None:
+        """Write metrics.json (the mark of a finished trial), then drop the resume state."""
+        write_json_atomic(self.path / METRICS_FILE, metrics)
+        shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+    def record_error(self, report: str) -> Path:
+        write_text_atomic(self.path / ERROR_FILE, report.rstrip() + "\n")
+        return self.path / ERROR_FILE
+
+    def record_evaluation_error(self, report: str) -> Path:
+        path = self.evaluation_file(Evaluation.ERROR)
+        write_text_atomic(path, report.rstrip() + "\n")
+        return path
+
+    # ------------------------------------------------------------------ reading
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def read_identity(self) -> dict[str, Any] | None:
+        path = self.path / IDENTITY_FILE
+        return read_json(path) if path.exists() else None
+
+    def read_config(self) -> dict[str, Any] | None:
+        path = self.path / CONFIG_FILE
+        return read_json(path) if path.exists() else None
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        path = self.path / METRICS_FILE
+        return read_json(path) if path.exists() else None
+
+    def read_classes(self) -> list[str] | None:
+        path = self.path / CLASSES_FILE
+        return [str(name) for name in read_json(path)] if path.exists() else None
+
+    def read_error(self) -> str | None:
+        path = self.path / ERROR_FILE
+        return path.read_text() if path.exists() else None
+
+    def evaluation_error(self) -> str | None:
+        path = self.evaluation_file(Evaluation.ERROR)
+        return path.read_text() if path.exists() else None
+
+    def has_evaluation(self) -> bool:
+        return self.evaluation_file(Evaluation.SUMMARY).exists()
+
+    def is_finished(self) -> bool:
+        return (self.path / METRICS_FILE).exists()
+
+    def history(self):
+        """history.csv as a DataFrame (empty when there is none); a last line torn by a kill is left out."""
+        import pandas as pd
+
+        text = self.history_file.read_text() if self.history_file.exists() else ""
+        if text and not text.endswith("\n"):  # CSVLogger was killed mid-row
+            text = text[: text.rfind("\n") + 1]
+        return pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
+
+    def truncate_history(self, epochs: int):
+        """Keep the rows of the first `epochs` epochs: rows written after the last backup were never
+        restored and will be written again."""
+        history = self.history()
+        if history.empty:
+            self.history_file.unlink(missing_ok=True)
+            return history
+        kept = history[history["epoch"] < epochs]
+        if kept.empty:
+            self.history_file.unlink(missing_ok=True)
+        elif len(kept) < len(history) or not self.history_file.read_text().endswith("\n"):
+            write_text_atomic(self.history_file, kept.to_csv(index=False))
+        return kept
+
+    def status(self) -> str:
+        """finished / diverged / stopped_early from metrics.json; else running, error, incomplete or legacy."""
+        metrics = self.read_metrics()
+        if metrics is not None:
+            return metrics.get("status", Status.FINISHED) if self.read_identity() is not None else Status.LEGACY
+        if not self.exists():
+            return Status.PENDING
+        if self.is_claimed():
+            return Status.RUNNING
+        if (self.path / ERROR_FILE).exists():
+            return Status.ERROR
+        return Status.INCOMPLETE if self.read_identity() is not None else Status.LEGACY
+
+    # ------------------------------------------------------------------ locking
+
+    def lock(self):
+        """The trial's claim: a `filelock.FileLock` held while a process trains or evaluates it.
+
+        The operating system releases it when the holder dies, so the claim of a
+        killed process is taken over by the next one that asks.
+        """
+        from filelock import FileLock
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        return FileLock(self.path / LOCK_FILE)
+
+    def is_claimed(self) -> bool:
+        """Whether another process holds the trial's claim right now."""
+        from filelock import Timeout
+
+        if not (self.path / LOCK_FILE).exists():
+            return False
+        lock = self.lock()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        return False

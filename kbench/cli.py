@@ -219,6 +219,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     from kbench.experiments import load_experiment
+    from kbench.results.store import legacy_note, run_name
     from kbench.results.table import all_trials_table, format_table, results_table
 
     experiment = load_experiment(args.experiment)
@@ -228,6 +229,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     else:
         table = results_table(experiment, _overrides(args), args.logs_dir, backends)
     print(format_table(table, args.format))
+    note = legacy_note(args.logs_dir, run_name(experiment.name, args.quick), args.experiment)
+    if note and not args.all:
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials
 from kbench.data import load_dataset
 from kbench.errors import KbenchError
-from kbench.results.store import RunStore, ensure_writable, run_name
+from kbench.results.store import RunStore, ensure_writable, legacy_note, run_name
 from kbench.results.trial_folder import Evaluation, Status, TrialFolder
 
 # An OSError with one of these while writing results means the logs folder, not the trial, is at fault.
@@ -120,6 +120,9 @@ def run_experiment(
     }
     store.write_run(plan.trials, record | {"best_trial": None, "updated": _now()})
     print(f"kbench: {experiment.name}: {len(plan.trials)} trial(s) -> {store.root}", flush=True)
+    note = legacy_note(logs_dir, store.run, experiment.name)
+    if note:
+        print(note, flush=True)
 
     outcome = RunOutcome(store)
     waiting = []

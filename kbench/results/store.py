@@ -106,6 +106,10 @@ class RunStore:
             return []
         return [TrialFolder(p) for p in sorted(self.root.iterdir()) if p.is_dir() and p.name != RUNS_DIR]
 
+    def legacy_folders(self) -> list[TrialFolder]:
+        """Trial folders written by a kbench without trial identities (no identity.json)."""
+        return [folder for folder in self.trial_folders() if folder.status() == Status.LEGACY]
+
     def _named(self, pattern: str) -> list[TrialFolder]:
         return [TrialFolder(p) for p in sorted(self.root.glob(pattern)) if p.is_dir()] if self.root.is_dir() else []
 
@@ -140,6 +144,15 @@ class RunStore:
         """The run's best trial as its record names it."""
         name = (self.read_run(trials) or {}).get("best_trial")
         return TrialFolder(self.root / name) if name else None
+
+
+def legacy_note(logs_dir: Path, run: str, experiment: str) -> str | None:
+    """One line about trial folders an earlier kbench wrote, which are kept but never reused; None if none."""
+    count = sum(len(RunStore(logs_dir, run, backend).legacy_folders()) for backend in backends_with_results(logs_dir, run))
+    if not count:
+        return None
+    return (f"kbench: note: {count} trial folder(s) in {logs_dir / run} come from an earlier kbench (no identity.json): "
+            f"they are not reused, and `kbench results {experiment} --all` lists them; delete them once not needed")
 
 
 def backends_with_results(logs_dir: Path, run: str) -> list[str]:

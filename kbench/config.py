@@ -477,7 +477,7 @@ def validate(config: TrialConfig) -> None:
             raise KbenchError(f"group_by={config.group_by!r} is not a regular expression: {error}") from None
     _check_keras_name("optimizer", config.optimizer)
     _check_keras_name("loss", config.loss)
-    if isinstance(config.model_options.get("activation"), str):  # S1's CNNs; a callable from an experiment file is Keras's to judge
+    if isinstance(config.model_options.get("activation"), str):  # S1's CNNs (a callable is Keras's to judge)
         _check_keras_name("activation", config.model_options["activation"])
     _check_optimizer_arguments(config)
     _check_image_size(config)

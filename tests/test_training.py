@@ -91,8 +91,10 @@ def test_a_history_row_torn_by_a_kill_is_dropped(tmp_path):
     assert folder.history_file.read_text() == "epoch,loss\n0,3.0\n1,2.0\n"
 
 
-def test_diverging_trial_is_recorded_as_diverged(tmp_path, digits):
-    config = TrialConfig(**TINY | {"optimizer": "sgd", "learning_rate": 1e12})
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_diverging_trial_is_recorded_as_diverged(tmp_path, digits, optimizer):
+    """Whatever the optimizer: SGD goes to NaN, Adam at this rate to a huge but finite loss."""
+    config = TrialConfig(**TINY | {"optimizer": optimizer, "learning_rate": 1e12})
     metrics = train_trial(config, digits, TrialFolder(tmp_path), verbose=0)
     assert metrics["status"] == "diverged"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from typing import Iterable
 
 import keras
 
@@ -28,3 +30,79 @@ class EpochTimer(keras.callbacks.Callback):
             self._train_seconds = time.perf_counter() - self._start
         if logs is not None:
             logs["train_time_s"] = self._train_seconds
+
+
+# ----------------------------------------------------------------------------- divergence
+
+# A loss this many times chance level (see divergence_bound) means the run has blown up.
+DIVERGENCE_FACTOR = 1000.0
+
+
+def divergence_bound(num_classes: int) -> float:
+    """The training loss above which a run counts as diverged: 1000 x ln(num_classes).
+
+    ln(num_classes) is the cross-entropy of a chance-level guess (uniform
+    probabilities), about where training starts: 2.30 for 10 classes, so the
+    bound is 2,303. A run that learns stays far below it, and an exploding one
+    (Adam reaching 4e16) passes it by orders of magnitude. The bound depends on
+    the task only, not on the loss a run starts from, so a resumed run is
+    judged the same way as a fresh one. It assumes a cross-entropy-scale loss
+    (kbench's default); fewer than 2 classes count as 2.
+    """
+    return DIVERGENCE_FACTOR * math.log(max(int(num_classes), 2))
+
+
+def diverged(losses: Iterable[float], num_classes: int) -> bool:
+    """True when any per-epoch (or per-batch) training loss is NaN, infinite or above `divergence_bound`.
+
+    `losses` is any sequence of numbers (a list, a NumPy array, a history's
+    "loss" column); a missing value (None, NaN) counts as non-finite.
+    """
+    bound = divergence_bound(num_classes)
+    for loss in losses:
+        value = math.nan if loss is None else float(loss)
+        if not math.isfinite(value) or value > bound:
+            return True
+    return False
+
+
+class TerminateOnDivergence(keras.callbacks.TerminateOnNaN):
+    """Stops training as soon as the loss is non-finite or above `divergence_bound(num_classes)`.
+
+    TerminateOnNaN extended: it checks the loss Keras reports after every
+    batch (the epoch's running mean so far) and at the end of every epoch, and
+    sets ``model.stop_training``, so the epoch ends and callbacks clean up as
+    usual (raise_error=True raises a RuntimeError instead, as TerminateOnNaN
+    does). `stopped` holds (epoch, batch or None, loss) once it has stopped a run.
+    """
+
+    def __init__(self, num_classes: int, raise_error: bool = False):
+        super().__init__(raise_error=raise_error)
+        self.num_classes = num_classes
+        self.bound = divergence_bound(num_classes)
+        self.stopped: tuple[int, int | None, float] | None = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.stopped = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        self._check(logs, batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, None)
+
+    def _check(self, logs, batch: int | None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or self.stopped is not None or not diverged([loss], self.num_classes):
+            return
+        where = f"epoch {self._epoch + 1}" + (f", batch {batch}" if batch is not None else "")
+        message = f"{where}: loss {float(loss):.4g} is not finite or above {self.bound:.4g} (1000 x ln {self.num_classes}): diverged"
+        if self.raise_error:
+            raise RuntimeError(message)
+        self.stopped = (self._epoch, batch, float(loss))
+        print(message)
+        self.model.stop_training = True

@@ -22,8 +22,8 @@ from kbench.errors import KbenchError
 from kbench.models import build_model
 from kbench.results import metrics as scores
 from kbench.results.store import trial_identity
-from kbench.results.trial_folder import CLASSES_FILE, TrialFolder
-from kbench.training.callbacks import EpochTimer
+from kbench.results.trial_folder import CLASSES_FILE, Status, TrialFolder
+from kbench.training.callbacks import EpochTimer, TerminateOnDivergence, diverged
 from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint, backup_state, resumed_epoch
 from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
@@ -115,13 +115,14 @@ def best_value(history: pd.DataFrame, monitor: str) -> float | None:
     return float(history[monitor].min() if monitor_mode(monitor) == "min" else history[monitor].max())
 
 
-def make_callbacks(config: TrialConfig, folder: TrialFolder, history: pd.DataFrame) -> list[keras.callbacks.Callback]:
+def make_callbacks(config: TrialConfig, folder: TrialFolder, history: pd.DataFrame, num_classes: int
+                   ) -> list[keras.callbacks.Callback]:
     """Stock Keras callbacks (checkpoints made kill-safe), ordered so that a kill at any moment resumes
     consistently: the backup comes last, so an epoch counts as done only once its history row and
     checkpoint are written."""
     return [
         EpochTimer(),
-        keras.callbacks.TerminateOnNaN(),
+        TerminateOnDivergence(num_classes),  # NaN, or a loss far above an untrained model's
         keras.callbacks.CSVLogger(str(folder.history_file), append=True),
         AtomicModelCheckpoint(
             str(folder.checkpoint),
@@ -181,7 +182,7 @@ def train_trial(
                 shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
                 validation_data=evaluation_feed(val, transform, config.batch_size),
                 epochs=config.epochs,
-                callbacks=make_callbacks(config, folder, history),
+                callbacks=make_callbacks(config, folder, history, data.num_classes),
                 verbose=verbose,
             )
         else:  # killed after the last epoch but before the metrics were written
@@ -196,7 +197,7 @@ def train_trial(
     accelerator_mb, accelerator_note = peak_accelerator_memory_mb()
     trained_images = len(train) * (config.epochs - first_epoch)
     return (
-        summarize(config, history, model.count_params(), len(train), len(val), len(data.test))
+        summarize(config, history, data.num_classes, model.count_params(), len(train), len(val), len(data.test))
         | test
         | group_metrics(config, data.test, logits.argmax(axis=1), data.num_classes)
         | inference_latency(model, load_images(data.test, transform, np.arange(min(len(data.test), config.batch_size))),
@@ -247,6 +248,7 @@ def group_metrics(config: TrialConfig, test: FileSplit, y_pred: np.ndarray, num_
 def summarize(
     config: TrialConfig,
     history: pd.DataFrame,
+    num_classes: int,
     params: int,
     n_train: int,
     n_val: int,
@@ -254,7 +256,8 @@ def summarize(
 ) -> dict[str, Any]:
     """One trial's training numbers, computed from its history."""
     losses = history["loss"].to_numpy(dtype=float) if "loss" in history else np.array([math.nan])
-    diverged = len(history) < config.epochs or not np.all(np.isfinite(losses))
+    # Stopped before the last epoch (only TerminateOnDivergence stops a trial), or a loss gone wild.
+    stopped = len(history) < config.epochs or diverged(losses, num_classes)
     best_row = None
     if config.monitor in history and history[config.monitor].notna().any():
         best_index = (
@@ -265,7 +268,7 @@ def summarize(
     # The first epoch pays for tracing and compilation; steady state is the rest.
     steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
     return {
-        "status": "diverged" if diverged else "finished",
+        "status": Status.DIVERGED if stopped else Status.FINISHED,
         "best_val_accuracy": float(best_row["val_accuracy"]) if best_row is not None and "val_accuracy" in best_row else None,
         "best_epoch": int(best_row["epoch"]) + 1 if best_row is not None else None,
         "epochs_run": len(history),

@@ -48,6 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, default=None,
                      help="folder with local data-set files (default: $KBENCH_DATA_DIR, else download)")
     run.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
+    scale = run.add_argument_group("parallel trials on Ray (pip install 'kbench[ray]')")
+    scale.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="train N trials at a time, each in its own process, on a local Ray instance "
+                       "(started and stopped by kbench) or the cluster --address names")
+    scale.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                       help="join a running Ray cluster (`ray start --head` on one machine); the logs folder must "
+                       "be shared storage at the same path on every node")
+    scale.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="C",
+                       help="CPUs reserved per trial; its TensorFlow, PyTorch and XLA thread pools are sized to it (default 1)")
+    scale.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="G",
+                       help="GPUs per trial; a fraction (0.25) lets small models share a GPU (default 0)")
+    scale.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
+                       help="asha: Ray Tune's ASHA stops unpromising trials on their validation accuracy "
+                       "(recorded as stopped_early); fifo: every trial runs to the end (default)")
 
     data = commands.add_parser("data", help="check image-file data sets, or generate the offline study data sets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -145,8 +159,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print(f"kbench: backend {keras.backend.backend()} (keras {keras.__version__}; set KERAS_BACKEND to change)", flush=True)
     overrides = _overrides(args)
-    outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=args.verbose,
-                             command=_command("run", args))
+    if args.workers is not None or args.address is not None:
+        from kbench.ray_runner import RayOptions, run_on_ray
+
+        options = RayOptions(1 if args.workers is None else args.workers, args.cpus_per_trial, args.gpus_per_trial, args.address, args.scheduler)
+        outcome = run_on_ray(experiment, overrides, args.logs_dir, args.data_dir, keras.backend.backend(), options,
+                             verbose=args.verbose, command=_command("run", args))
+    else:
+        outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=args.verbose,
+                                 command=_command("run", args))
     print(f"kbench: trained {outcome.trained}, skipped {outcome.skipped} finished, failed {len(outcome.failed)}")
     if outcome.best_trial is not None:
         print(f"kbench: best trial {outcome.best_trial.name} (evaluation in {outcome.best_trial.evaluation_dir})")

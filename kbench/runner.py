@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials
+from kbench.config import Experiment, Overrides, TrialConfig, TrialPlan, resolve_trials
 from kbench.data import load_dataset
 from kbench.errors import KbenchError
 from kbench.results.store import RunStore, ensure_writable, legacy_note, run_name
@@ -95,17 +95,29 @@ def best_finished(folders: list[TrialFolder]) -> TrialFolder | None:
     return max(scored, key=lambda item: item[0])[1] if scored else None
 
 
-def run_experiment(
-    experiment: Experiment,
-    overrides: Overrides,
-    logs_dir: Path,
-    data_dir: Path | None = None,
-    verbose: int = 2,
-    command: str = "",
-) -> RunOutcome:
-    """Train every unfinished grid point of `experiment` and evaluate the run's best trial."""
+@dataclass
+class PreparedRun:
+    """A run ready to train: its trials, their folders and data, and its record."""
+
+    experiment: Experiment
+    plan: TrialPlan
+    store: RunStore
+    datasets: dict[tuple, LoadedData]
+    folders: list[TrialFolder]
+    record: dict[str, Any]
+
+    def jobs(self) -> list[tuple[TrialConfig, TrialFolder, LoadedData, str]]:
+        """(config, folder, data, label) per trial, in grid order."""
+        count = len(self.plan.trials)
+        return [(config, folder, self.datasets[data_key(config)], f"[{number}/{count}] {folder.name}")
+                for number, (config, folder) in enumerate(zip(self.plan.trials, self.folders), start=1)]
+
+
+def prepare_run(experiment: Experiment, overrides: Overrides, logs_dir: Path, data_dir: Path | None, backend: str,
+                command: str = "") -> PreparedRun:
+    """Resolve the grid, load and fingerprint its data, name its trial folders, and record the run."""
     plan = resolve_trials(experiment, overrides)
-    store = RunStore(logs_dir, run_name(experiment.name, overrides.quick), current_backend())
+    store = RunStore(logs_dir, run_name(experiment.name, overrides.quick), backend)
     ensure_writable(store.root)
     datasets = load_all(plan.trials, data_dir)
     folders = [store.folder(config, datasets[data_key(config)].fingerprint, plan.grid_keys) for config in plan.trials]
@@ -123,36 +135,50 @@ def run_experiment(
     note = legacy_note(logs_dir, store.run, experiment.name)
     if note:
         print(note, flush=True)
+    return PreparedRun(experiment, plan, store, datasets, folders, record)
 
-    outcome = RunOutcome(store)
-    waiting = []
-    for number, (config, folder) in enumerate(zip(plan.trials, folders), start=1):
-        label = f"[{number}/{len(plan.trials)}] {folder.name}"
-        attempt = _attempt(config, folder, datasets[data_key(config)], plan.grid_keys, label, verbose, block=False)
-        if attempt is Attempt.BUSY:
-            print(f"{label}: claimed by another process; coming back to it after the others", flush=True)
-            waiting.append((config, folder, label))
-        else:
-            _count(outcome, attempt, folder)
-    for config, folder, label in waiting:
-        print(f"{label}: waiting for the other process to finish it", flush=True)
-        _count(outcome, _attempt(config, folder, datasets[data_key(config)], plan.grid_keys, label, verbose, block=True),
-               folder)
 
-    outcome.best_trial = best_finished(folders)
+def finish_run(run: PreparedRun, outcome: RunOutcome) -> RunOutcome:
+    """Evaluate the run's best trial and record it."""
+    outcome.best_trial = best_finished(run.folders)
     if outcome.best_trial is not None:
-        config = plan.trials[folders.index(outcome.best_trial)]
-        outcome.evaluation_error = _evaluate(config, outcome.best_trial, datasets[data_key(config)].data)
-    store.write_run(plan.trials, record | {
+        config = run.plan.trials[run.folders.index(outcome.best_trial)]
+        outcome.evaluation_error = _evaluate(config, outcome.best_trial, run.datasets[data_key(config)].data)
+    run.store.write_run(run.plan.trials, run.record | {
         "best_trial": outcome.best_trial.name if outcome.best_trial else None, "updated": _now()})
     return outcome
+
+
+def run_experiment(
+    experiment: Experiment,
+    overrides: Overrides,
+    logs_dir: Path,
+    data_dir: Path | None = None,
+    verbose: int = 2,
+    command: str = "",
+) -> RunOutcome:
+    """Train every unfinished grid point of `experiment`, one at a time, and evaluate the run's best trial."""
+    run = prepare_run(experiment, overrides, logs_dir, data_dir, current_backend(), command)
+    outcome = RunOutcome(run.store)
+    waiting = []
+    for config, folder, loaded, label in run.jobs():
+        attempt = attempt_trial(config, folder, loaded, run.plan.grid_keys, label, verbose, block=False)
+        if attempt is Attempt.BUSY:
+            print(f"{label}: claimed by another process; coming back to it after the others", flush=True)
+            waiting.append((config, folder, loaded, label))
+        else:
+            count_attempt(outcome, attempt, folder)
+    for config, folder, loaded, label in waiting:
+        print(f"{label}: waiting for the other process to finish it", flush=True)
+        count_attempt(outcome, attempt_trial(config, folder, loaded, run.plan.grid_keys, label, verbose, block=True), folder)
+    return finish_run(run, outcome)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _count(outcome: RunOutcome, attempt: Attempt, folder: TrialFolder) -> None:
+def count_attempt(outcome: RunOutcome, attempt: Attempt, folder: TrialFolder) -> None:
     if attempt is Attempt.TRAINED:
         outcome.trained += 1
     elif attempt is Attempt.SKIPPED:
@@ -161,12 +187,12 @@ def _count(outcome: RunOutcome, attempt: Attempt, folder: TrialFolder) -> None:
         outcome.failed.append(folder.name)
 
 
-def _attempt(
+def attempt_trial(
     config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_keys: list[str], label: str, verbose: int,
-    block: bool,
+    block: bool, callbacks: list = (),
 ) -> Attempt:
     """Claim the trial and train it, unless it is finished; BUSY when another process holds it
-    (only when not `block`ing)."""
+    (only when not `block`ing). The one way a trial is trained, in a plain run and on Ray alike."""
     from filelock import Timeout
 
     if folder.is_finished():
@@ -181,19 +207,21 @@ def _attempt(
         if folder.is_finished():
             print(f"{label}: finished by another process, skipped", flush=True)
             return Attempt.SKIPPED
-        return _train(config, folder, loaded, grid_keys, label, verbose)
+        folder.record_claim()
+        return _train(config, folder, loaded, grid_keys, label, verbose, callbacks)
     finally:
         claim.release()
 
 
 def _train(config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_keys: list[str], label: str,
-           verbose: int) -> Attempt:
+           verbose: int, callbacks: list) -> Attempt:
     from kbench.reports.tensorboard_summaries import write_hparams
     from kbench.training.trial import train_trial
 
     print(f"{label}: training", flush=True)
     try:
-        metrics = train_trial(config, loaded.data, folder, verbose=verbose, data_fingerprint=loaded.fingerprint)
+        metrics = train_trial(config, loaded.data, folder, verbose=verbose, data_fingerprint=loaded.fingerprint,
+                              extra_callbacks=callbacks)
         write_hparams(folder, config, grid_keys, metrics)
         folder.finish(metrics | {"trial": folder.name, "config": config.to_dict(), "data_fingerprint": loaded.fingerprint})
     except Exception as error:  # one broken grid point must not stop the grid

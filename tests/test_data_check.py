@@ -5,30 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
+
+from test_sources import image, truncated  # the same small fixtures: a valid image, a truncated JPEG
 
 from kbench.cli import main
 from kbench.data import sources
 from kbench.data.sources import read_image_files
-
-
-def image(path: Path) -> Path:
-    """A small valid image; the format follows the suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (120, 60, 30)).save(path)
-    return path
-
-
-def truncated(path: Path) -> Path:
-    """A JPEG cut in half: the header is intact, so only a full decode finds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # enough data to cut
-    Image.fromarray(noise).save(path, format="JPEG", quality=95)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return path
 
 
 def split_tree(root: Path, splits=("train", "test"), classes=("ants", "bees"), per_class=2) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 
-import pytest
 
 from kbench.cli import main
 from kbench.results.trial_folder import Status, TrialFolder

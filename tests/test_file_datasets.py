@@ -67,7 +67,7 @@ def test_roboflow_export_trains_with_group_and_class_metrics(export, tmp_path):
         _experiment(export, group_by="^BEL_", group_names=("real", "synthetic")), Overrides(), tmp_path / "logs", verbose=0
     )
     assert not outcome.failed
-    metrics = json.loads((outcome.best_trial / "metrics.json").read_text())
+    metrics = json.loads((outcome.best_trial.path / "metrics.json").read_text())
     assert metrics["n_train"] == 48 and metrics["n_val"] == 12 and metrics["n_test"] == 24
     assert metrics["group_n_real"] == 6 and metrics["group_n_synthetic"] == 18
     correct = metrics["group_correct_real"] + metrics["group_correct_synthetic"]
@@ -75,13 +75,13 @@ def test_roboflow_export_trains_with_group_and_class_metrics(export, tmp_path):
     assert set(k for k in metrics if k.startswith("class_accuracy_")) == {f"class_accuracy_{c}" for c in COLOURS}
     # Colours are easy: two epochs must learn them (chance is 1/3).
     assert metrics["test_accuracy"] > 0.6
-    assert json.loads((outcome.best_trial / "classes.json").read_text()) == list(COLOURS)
+    assert json.loads((outcome.best_trial.path / "classes.json").read_text()) == list(COLOURS)
     from kbench.results.table import results_table
 
     table = results_table(_experiment(export, group_by="^BEL_", group_names=("real", "synthetic")),
                           Overrides(), tmp_path / "logs", columns=["test_accuracy", "class_accuracy_*"])
     assert list(table.columns[-4:]) == ["test_accuracy", *sorted(f"class_accuracy_{c}" for c in COLOURS)]
-    evaluation = outcome.best_trial / "evaluation"
+    evaluation = outcome.best_trial.evaluation_dir
     assert (evaluation / "training_batch.png").stat().st_size > 0
     assert (evaluation / "test_predictions.png").stat().st_size > 0
 
@@ -91,7 +91,7 @@ def test_folder_tree_with_imagenet_pipeline_trains(tmp_path):
     with pytest.warns(UserWarning, match="test split"):
         outcome = run_experiment(_experiment(tree, pipeline="imagenet", restore_best=True), Overrides(),
                                  tmp_path / "logs", verbose=0)
-    metrics = json.loads((outcome.best_trial / "metrics.json").read_text())
+    metrics = json.loads((outcome.best_trial.path / "metrics.json").read_text())
     assert metrics["n_test"] == 12 and metrics["status"] == "finished"  # val/ became the test split
 
 

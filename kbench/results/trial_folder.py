@@ -8,13 +8,14 @@ read, listed, locked and cleaned up.
       history.csv        per epoch (Keras CSVLogger)
       best.keras         best validation checkpoint (written beside, then renamed)
       tensorboard/       TensorBoard events
-      backup/            resume state while the trial runs
+      backup/            resume state while the trial runs (its inside: kbench.training.checkpoints)
       classes.json       label order of the model's outputs
       skipped.csv        files --skip-bad left out
       error.txt          why the last attempt failed
       metrics.json       final numbers: written last, atomically; the trial is finished once it exists
       evaluation/        the best trial's evaluation (summary.json written last)
       .lock              held by the process training or evaluating the trial
+      claim.json         which process (pid, host) claimed it last, and when
 
 Every write goes through kbench.atomic, so a kill never leaves a torn file
 that a later run would trust.
@@ -44,6 +45,7 @@ METRICS_FILE = "metrics.json"
 EVALUATION_DIR = "evaluation"
 CURVES_FILE = "training_curves.png"
 LOCK_FILE = ".lock"
+CLAIM_FILE = "claim.json"
 
 
 class Evaluation:
@@ -133,9 +135,9 @@ class TrialFolder:
         write_json_atomic(self.path / ENVIRONMENT_FILE, environment)
         (self.path / ERROR_FILE).unlink(missing_ok=True)
 
-    def write_json(self, name: str, data: Any) -> None:
-        """classes.json and the like (not metrics.json: see `finish`)."""
-        write_json_atomic(self.path / name, data)
+    def write_classes(self, class_names: list[str]) -> None:
+        """The label order the model's outputs follow."""
+        write_json_atomic(self.path / CLASSES_FILE, list(class_names))
 
     def write_skipped(self, rows: list[dict[str, Any]]) -> None:
         import pandas as pd
@@ -239,6 +241,18 @@ class TrialFolder:
 
         self.path.mkdir(parents=True, exist_ok=True)
         return FileLock(self.path / LOCK_FILE)
+
+    def record_claim(self) -> None:
+        """Say who holds the claim (for people and tests: the lock itself is what counts)."""
+        import os
+        import socket
+        import time
+
+        write_json_atomic(self.path / CLAIM_FILE, {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+
+    def read_claim(self) -> dict[str, Any] | None:
+        path = self.path / CLAIM_FILE
+        return read_json(path) if path.exists() else None
 
     def is_claimed(self) -> bool:
         """Whether another process holds the trial's claim right now."""

@@ -100,6 +100,14 @@ def finished(store: RunStore, config: TrialConfig, data: str, accuracy: float, g
                    "config": config.to_dict()})
 
 
+def test_a_folder_another_process_is_creating_is_the_same_trial_not_a_new_one(tmp_path):
+    """Two processes start at once: one has made the folder to claim it, not yet written identity.json."""
+    store = RunStore(tmp_path, "exp", "jax")
+    claimed = store.folder(BASE, "a" * 64, [])
+    claimed.path.mkdir(parents=True)
+    assert store.folder(BASE, "a" * 64, []).path == claimed.path
+
+
 def test_a_finished_trial_is_reused_only_for_the_same_settings_and_data(tmp_path):
     store = RunStore(tmp_path, "exp", "jax")
     finished(store, BASE, "a" * 64, 0.5)
@@ -149,6 +157,7 @@ def test_legacy_folders_get_a_one_line_note(tmp_path):
 
     old = tmp_path / "exp" / "jax" / "model-a1_1234abcd"
     old.mkdir(parents=True)
+    (old / "config.json").write_text('{"dataset": "digits", "model": "a1"}')
     (old / "metrics.json").write_text('{"status": "finished"}')
     note = legacy_note(tmp_path, "exp", "exp")
     assert note.count("\n") == 0 and "1 trial folder(s)" in note and "kbench results exp --all" in note

@@ -85,12 +85,13 @@ class RunStore:
         readable = readable_name(config, grid_keys)
         stem = f"{config.key()}-{data_fingerprint[:DATA_KEY_LENGTH]}"
         for existing in self._named(f"*_{stem}*") + self._named(stem):
-            if existing.read_identity() == identity:
+            # No identity yet: another process has just created the folder to claim it; it is this trial's.
+            if existing.read_identity() in (identity, None):
                 return existing
         taken = {folder.name for folder in self.trial_folders()}
         name = f"{readable}_{stem}" if readable else stem
         attempt = 1
-        while name in taken:  # a folder of this name holds something else (edited by hand): keep it
+        while name in taken:  # a folder of this name holds another identity (edited by hand): keep it
             attempt += 1
             name = f"{readable}_{stem}-{attempt}" if readable else f"{stem}-{attempt}"
         return TrialFolder(self.root / name)

@@ -218,16 +218,18 @@ class TrialFolder:
 
     def status(self) -> str:
         """finished / diverged / stopped_early from metrics.json; else running, error, incomplete or legacy."""
-        metrics = self.read_metrics()
-        if metrics is not None:
-            return metrics.get("status", Status.FINISHED) if self.read_identity() is not None else Status.LEGACY
         if not self.exists():
             return Status.PENDING
+        if self.read_identity() is None and (self.path / CONFIG_FILE).exists():
+            return Status.LEGACY  # an earlier kbench's folder: config and maybe metrics, no identity
+        metrics = self.read_metrics()
+        if metrics is not None:
+            return metrics.get("status", Status.FINISHED)
         if self.is_claimed():
             return Status.RUNNING
         if (self.path / ERROR_FILE).exists():
             return Status.ERROR
-        return Status.INCOMPLETE if self.read_identity() is not None else Status.LEGACY
+        return Status.INCOMPLETE
 
     # ------------------------------------------------------------------ locking
 

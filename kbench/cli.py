@@ -244,7 +244,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     from kbench.results.table import all_trials_table, format_table, results_table
 
     experiment = load_experiment(args.experiment)
-    backends = args.backend.split(",") if args.backend else None
+    backends = _backends(args.backend) if args.backend else None
     if args.all:
         table = all_trials_table(experiment, args.quick, args.logs_dir, backends)
     else:
@@ -254,6 +254,18 @@ def cmd_results(args: argparse.Namespace) -> int:
     if note and not args.all:
         print(note, file=sys.stderr)
     return 0
+
+
+def _backends(text: str) -> list[str]:
+    """Comma-separated backend names, each one Keras knows."""
+    from kbench.compare import BACKEND_MODULES
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BACKEND_MODULES]
+    if unknown or not names:
+        raise KbenchError(f"--backend {text!r}: {', '.join(unknown) or 'none given'} is not a Keras backend; "
+                          f"choose from {', '.join(BACKEND_MODULES)}")
+    return names
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

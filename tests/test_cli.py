@@ -141,3 +141,15 @@ def test_sigkill_then_rerun_loses_and_redoes_nothing(tmp_path):
     assert f"skipped {len(finished)} finished" in out
     assert {p.parent.name: p.stat().st_mtime_ns for p in killed.rglob("metrics.json") if p.parent.name in finished} == finished
     pd.testing.assert_frame_equal(results_csv(killed)[RESULT_COLUMNS], results_csv(straight)[RESULT_COLUMNS])
+
+
+def test_results_of_an_unknown_backend_is_an_error_listing_the_three(capsys, logs_dir):
+    code, _, err = run_cli(capsys, "results", "quickstart", "--backend", "jaxx", "--logs-dir", str(logs_dir))
+    assert code == 2 and "jaxx is not a Keras backend; choose from tensorflow, jax, torch" in err
+
+
+def test_results_before_any_run_show_the_pending_grid(capsys, logs_dir, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    code, out, _ = run_cli(capsys, "results", "quickstart", "--skip-bad", "--logs-dir", str(logs_dir), "--format", "csv")
+    table = pd.read_csv(pd.io.common.StringIO(out))
+    assert code == 0 and len(table) == 4 and set(table["status"]) == {"pending"} and set(table["backend"]) == {"jax"}

@@ -55,6 +55,7 @@ class TrialConfig:
     test_subset: int | None = None
     histogram_freq: int = 0  # TensorBoard weight histograms every N epochs; 0 = off
     jit_compile: str = "auto"  # "auto", "true" or "false", passed to Model.compile
+    distribution: str = "none"  # none, or data_parallel: one trial on all visible devices (kbench.training.distribution)
     train_layers: str = "all"  # all, or head: a frozen backbone (BatchNorm in inference mode) under a new head
     restore_best: bool = False  # test the best-validation weights (ModelCheckpoint's) instead of the last epoch's
     # Image-file data sets (a folder tree, an archive or a Roboflow export; kbench.data.sources):
@@ -453,9 +454,11 @@ def validate(config: TrialConfig) -> None:
     from kbench.training.recipe import AUGMENTATIONS, SCHEDULES
 
     from kbench.data.pipeline import PIPELINES
+    from kbench.training.distribution import DISTRIBUTIONS, check_backend
 
     choices_of = {
         "jit_compile": JIT_CHOICES,
+        "distribution": DISTRIBUTIONS,
         "lr_schedule": SCHEDULES,
         "augment": AUGMENTATIONS,
         "pipeline": PIPELINES,
@@ -464,6 +467,7 @@ def validate(config: TrialConfig) -> None:
     for key, choices in choices_of.items():
         if getattr(config, key) not in choices:
             raise KbenchError(f"{key}={getattr(config, key)!r} must be one of {', '.join(choices)}")
+    check_backend(config.distribution)  # e.g. data_parallel on torch: refused before any training
     if config.lr_schedule != "constant" and config.learning_rate is None:
         raise KbenchError(f"lr_schedule={config.lr_schedule} needs learning_rate, e.g. --set learning_rate=0.1")
     if len(config.split_fractions) != 3 or min(config.split_fractions) < 0 or abs(sum(config.split_fractions) - 1) > 1e-6:

@@ -34,7 +34,8 @@ distributed_only = pytest.mark.skipif(
 torch_only = pytest.mark.skipif(BACKEND != "torch", reason=f"the refusal is torch's; this is {BACKEND}")
 
 # Run in a process that sees two devices: a one-epoch trial, a batch size two devices cannot split, and a
-# two-epoch trial killed after its first epoch, then resumed. One JSON line comes back.
+# two-epoch trial of another model (one process, several models: TensorFlow's all-reduces must not clash)
+# killed after its first epoch, then resumed. One JSON line comes back.
 TWO_DEVICE_SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -68,7 +69,7 @@ TWO_DEVICE_SCRIPT = textwrap.dedent(
         def on_epoch_end(self, epoch, logs=None):
             raise Killed()
 
-    two_epochs = TrialConfig(**{**tiny, "epochs": 2}, distribution="data_parallel")
+    two_epochs = TrialConfig(**{**tiny, "epochs": 2, "model": "a2"}, distribution="data_parallel")
     make_callbacks = trial_module.make_callbacks
     trial_module.make_callbacks = lambda *args: make_callbacks(*args) + [KillAfterFirstEpoch()]
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -22,7 +21,7 @@ from kbench.errors import KbenchError
 from kbench.models import build_model
 from kbench.results import metrics as scores
 from kbench.results.store import trial_identity
-from kbench.results.trial_folder import CLASSES_FILE, Status, TrialFolder
+from kbench.results.trial_folder import Status, TrialFolder
 from kbench.training.callbacks import EpochTimer, TerminateOnDivergence, diverged
 from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint, backup_state, resumed_epoch
 from kbench.training.environment import describe_environment
@@ -137,58 +136,68 @@ def make_callbacks(config: TrialConfig, folder: TrialFolder, history: pd.DataFra
 
 
 def train_trial(
-    config: TrialConfig, data: Dataset, folder: TrialFolder, verbose: int = 2, data_fingerprint: str | None = None
+    config: TrialConfig,
+    data: Dataset,
+    folder: TrialFolder,
+    verbose: int = 2,
+    data_fingerprint: str | None = None,
+    extra_callbacks: list[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
     """Train one grid point in `folder` and return its metrics (not yet written: see TrialFolder.finish).
 
     data_fingerprint: the data's fingerprint when the caller has it (kbench.data.fingerprint), else
-    computed here; it goes into identity.json with the settings.
+    computed here; it goes into identity.json with the settings. extra_callbacks run after kbench's
+    own, once an epoch's files are written (Ray Tune's per-epoch report, kbench.ray_runner).
     """
     from kbench.data.fingerprint import data_fingerprint as fingerprint_of
+    from kbench.training.distribution import trial_devices
 
     started = time.perf_counter()
+    devices = trial_devices(config)  # data_parallel where it cannot train: refused before any file is written
     identity = trial_identity(config, data_fingerprint or fingerprint_of(data))
     folder.start(identity, config.to_dict(), describe_environment())
     keras.utils.set_random_seed(config.seed)
 
     data, transform = prepared(data, config)
-    folder.write_json(CLASSES_FILE, list(data.class_names))  # the label order the model's outputs follow
+    folder.write_classes(data.class_names)
     record_skipped(data, folder)
     train, val = split_validation(data, config.validation_split)
-    model = build_model(config.model, input_shape(data, transform), data.num_classes, **config.model_options)
-    if config.train_layers == "head":
-        model = freeze_backbone(model)
-    model = with_augmentation(model, config.augment, config.seed)
-    loss = make_loss(config)
-    model.compile(
-        optimizer=make_optimizer(config, math.ceil(len(train) / config.batch_size)),
-        loss=loss,
-        metrics=list(config.metrics),
-        jit_compile=JIT[config.jit_compile],
-    )
+    # distribution=data_parallel: built, trained and (re)loaded on every device (kbench.training.distribution)
+    with devices.scope():
+        model = build_model(config.model, input_shape(data, transform), data.num_classes, **config.model_options)
+        if config.train_layers == "head":
+            model = freeze_backbone(model)
+        model = with_augmentation(model, config.augment, config.seed)
+        loss = make_loss(config)
+        model.compile(
+            optimizer=make_optimizer(config, math.ceil(len(train) / config.batch_size)),
+            loss=loss,
+            **devices.compile_metrics(list(config.metrics)),
+            jit_compile=JIT[config.jit_compile],
+        )
 
-    first_epoch = resumed_epoch(folder.backup_dir)
-    history = folder.truncate_history(first_epoch)
-    if first_epoch:
-        print(f"resuming {folder.name} after epoch {first_epoch}", flush=True)
-    with EnergyMeter() as training_energy, PeakMemory() as training_memory:
-        if first_epoch < config.epochs:
-            feed, steps_per_epoch = split_training_feed(
-                train, transform, config.batch_size, config.seed, config.epochs, first_epoch
-            )
-            model.fit(
-                feed,
-                steps_per_epoch=steps_per_epoch,
-                shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
-                validation_data=evaluation_feed(val, transform, config.batch_size),
-                epochs=config.epochs,
-                callbacks=make_callbacks(config, folder, history, data.num_classes),
-                verbose=verbose,
-            )
-        else:  # killed after the last epoch but before the metrics were written
-            model.load_weights(backup_state(folder.backup_dir)[1])
-    if config.restore_best and folder.checkpoint.exists():
-        model.load_weights(folder.checkpoint)
+        first_epoch = resumed_epoch(folder.backup_dir)
+        history = folder.truncate_history(first_epoch)
+        if first_epoch:
+            print(f"resuming {folder.name} after epoch {first_epoch}", flush=True)
+        with EnergyMeter() as training_energy, PeakMemory() as training_memory:
+            if first_epoch < config.epochs:
+                feed, steps_per_epoch = split_training_feed(
+                    train, transform, config.batch_size, config.seed, config.epochs, first_epoch
+                )
+                model.fit(
+                    devices.even_batches(feed),
+                    steps_per_epoch=steps_per_epoch,
+                    shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
+                    validation_data=devices.even_batches(evaluation_feed(val, transform, config.batch_size)),
+                    epochs=config.epochs,
+                    callbacks=[*make_callbacks(config, folder, history, data.num_classes), *extra_callbacks],
+                    verbose=verbose,
+                )
+            else:  # killed after the last epoch but before the metrics were written
+                model.load_weights(backup_state(folder.backup_dir)[1])
+        if config.restore_best and folder.checkpoint.exists():
+            model.load_weights(folder.checkpoint)
 
     history = folder.history()
     with EnergyMeter() as test_energy, PeakMemory() as test_memory:  # the test set, predicted once
@@ -212,6 +221,7 @@ def train_trial(
             "accelerator_memory_note": accelerator_note,
             "skipped_files": len(getattr(data, "skipped", ())),
             "wall_time_s": time.perf_counter() - started,
+            "devices": devices.count,  # 1, or every device distribution=data_parallel trained on
         }
     )
 

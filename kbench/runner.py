@@ -261,6 +261,7 @@ def _evaluate(config: TrialConfig, folder: TrialFolder, data) -> str | None:
         if folder.has_evaluation():
             return None
         print(f"kbench: evaluating the best trial {folder.name} (by validation accuracy)", flush=True)
+        folder.remove_partial_files()  # an evaluation killed mid-write, redone now
         try:
             prepared_data, transform = prepared(data, config)
             evaluate_best(folder, prepared_data, transform, config)

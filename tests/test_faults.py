@@ -63,3 +63,17 @@ def test_a_failed_evaluation_is_recorded_and_the_trained_results_kept(write_expe
     assert main(["run", str(path), "--logs-dir", str(logs_dir), "--verbose", "0"]) == 0
     assert "trained 0, skipped 2" in capsys.readouterr().out
     assert best.has_evaluation() and best.evaluation_error() is None
+
+
+def test_files_a_kill_cut_short_are_ignored_then_cleaned(tmp_path):
+    """A kill while an evaluation PNG was written leaves a torn temporary file: never read, removed on redo."""
+    from PIL import Image
+
+    folder = TrialFolder(tmp_path / "trial")
+    folder.evaluation_dir.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(folder.evaluation_file("confusion_matrix.png"))
+    (folder.evaluation_dir / ".misclassified.x1y2.partial.png").write_bytes(b"\x89PNG torn")
+    (folder.path / ".partial-best.keras").write_bytes(b"PK torn")
+    assert [path.name for path in folder.evaluation_pictures()] == ["confusion_matrix.png"]
+    folder.remove_partial_files()
+    assert not list(folder.path.rglob(".*partial*"))

@@ -89,7 +89,7 @@ def write_images(folder: TrialFolder, step: int = 0) -> list[str]:
     tags = []
     writer = _writer(folder.tensorboard_dir)
     with writer.as_default():
-        for path in sorted(folder.evaluation_dir.glob("*.png")):
+        for path in folder.evaluation_pictures():
             pixels = np.asarray(Image.open(path).convert("RGB"))
             tag = f"evaluation/{path.stem}"
             tf.summary.image(tag, pixels[np.newaxis], step=step)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kbench.atomic import read_json, write_json_atomic, write_text_atomic
+from kbench.atomic import PARTIAL_MARK, read_json, write_json_atomic, write_text_atomic
 
 IDENTITY_FILE = "identity.json"
 CONFIG_FILE = "config.json"
@@ -130,10 +130,22 @@ class TrialFolder:
     def start(self, identity: dict[str, Any], config: dict[str, Any], environment: dict[str, Any]) -> None:
         """Create the folder for an attempt: what the trial is, and where it runs."""
         self.path.mkdir(parents=True, exist_ok=True)
+        self.remove_partial_files()
         write_json_atomic(self.path / IDENTITY_FILE, identity)
         write_json_atomic(self.path / CONFIG_FILE, config)
         write_json_atomic(self.path / ENVIRONMENT_FILE, environment)
         (self.path / ERROR_FILE).unlink(missing_ok=True)
+
+    def remove_partial_files(self) -> None:
+        """Delete what writes cut short by a kill left behind (kbench.atomic's temporary names); only under
+        the trial's claim, when nothing else is writing here."""
+        for folder in (self.path, self.evaluation_dir):
+            for leftover in folder.glob(f"*{PARTIAL_MARK}*") if folder.is_dir() else ():
+                leftover.unlink(missing_ok=True)
+
+    def evaluation_pictures(self) -> list[Path]:
+        """The evaluation's PNG files, complete ones only."""
+        return sorted(p for p in self.evaluation_dir.glob("*.png") if PARTIAL_MARK not in p.name)
 
     def write_classes(self, class_names: list[str]) -> None:
         """The label order the model's outputs follow."""

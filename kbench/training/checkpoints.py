@@ -16,7 +16,7 @@ from pathlib import Path
 
 import keras
 
-from kbench.atomic import commit, read_json, write_json_atomic
+from kbench.atomic import PARTIAL_MARK, commit, read_json, write_json_atomic
 
 METADATA_FILE = "training_metadata.json"
 
@@ -26,7 +26,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def _save_model(self, epoch, batch, logs):
         final = Path(self.filepath)
-        partial = final.with_name(f".partial-{final.name}")  # Keras picks the format by the .keras suffix
+        partial = final.with_name(f"{PARTIAL_MARK}-{final.name}")  # Keras picks the format by the .keras suffix
         partial.unlink(missing_ok=True)
         self.filepath = str(partial)
         try:

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -234,3 +235,14 @@ def result_line(
 
 def accuracy(predicted_classes: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.asarray(predicted_classes) == labels))
+
+
+def cpu_model() -> str:
+    """The processor's name (Linux's /proc/cpuinfo), for the machine line of a benchmark table."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402  (a sibling module, importable however this script is started)
 RESULT_PREFIX = "RESULT "
 
 
@@ -135,16 +137,6 @@ def run_child(args: argparse.Namespace, distribution: str, backend: str) -> dict
     return result
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def load_average() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -164,7 +156,7 @@ def markdown(runs: dict[str, list[dict]], args: argparse.Namespace, command: str
     return (
         f"### distribution=data_parallel against one device: {args.model} on {first['backend']}\n\n"
         f"Started {started}. Command:\n\n```bash\n{command}\n```\n\n"
-        f"- Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.platform()}; device: {first['device']}; "
+        f"- Machine: {common.cpu_model()}, {os.cpu_count()} cores, {platform.platform()}; device: {first['device']}; "
         f"load average (1, 5, 15 min) {loads[0]} at the start, {loads[1]} at the end.\n"
         f"- Versions: Python {platform.python_version()}, Keras {first['keras_version']}, "
         f"{first['backend']} {first['backend_version']}.\n"

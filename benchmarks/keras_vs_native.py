@@ -138,16 +138,6 @@ def compare_backend(backend: str, args: argparse.Namespace, keras_args: list[str
     return row
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in VERSIONED:
@@ -200,7 +190,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str, started: 
     return (
         "# Keras vs native training loops: S1's A3 CNN on CIFAR-10\n\n"
         f"Started {started}. Command:\n\n```bash\n{command}\n```\n\n"
-        f"- Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.platform()}; "
+        f"- Machine: {common.cpu_model()}, {os.cpu_count()} cores, {platform.platform()}; "
         f"load average (1, 5, 15 min) {loads[0]} at the start, {loads[1]} at the end.\n"
         f"- Versions: {version_text}; kbench commit {git_commit()}.\n"
         f"- Setting: {n_train:,} training images, batch {args.batch_size}, {args.epochs} epochs, Adam lr 1e-3; "

@@ -34,6 +34,7 @@ from kbench.runner import (
 SCHEDULERS = ("fifo", "asha")
 RETRIES = 2  # a trial whose worker dies is tried this many more times, resuming each time
 MONITOR = "val_accuracy"
+PASSED_ON = ("KBENCH_DATA_DIR", "KBENCH_CACHE_DIR", "KBENCH_VIRTUAL_DEVICES", "KERAS_HOME")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ def worker_environment(backend: str, threads: int, gpus_per_trial: float) -> dic
     }
     if 0 < gpus_per_trial < 1:
         env |= {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    # kbench's own settings travel too: workers on other machines do not inherit the driver's environment.
+    env |= {key: os.environ[key] for key in PASSED_ON if key in os.environ}
     return {key: value for key, value in env.items() if value}
 
 

@@ -157,3 +157,16 @@ def test_asha_stops_hopeless_trials_and_marks_them_stopped_early(tmp_path, marks
     (record,) = (tmp_path / "logs").glob("*/*/runs/*.json")
     best = TrialFolder(record.parent.parent / json.loads(record.read_text())["best_trial"])
     assert best.status() == Status.FINISHED
+
+
+def test_worker_environment_sizes_thread_pools_and_shares_gpus(monkeypatch):
+    from kbench.ray_runner import worker_environment
+
+    monkeypatch.setenv("KBENCH_DATA_DIR", "/data")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    env = worker_environment("jax", threads=1, gpus_per_trial=0.25)
+    assert env["KERAS_BACKEND"] == "jax" and env["OMP_NUM_THREADS"] == env["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert env["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false" and env["KBENCH_DATA_DIR"] == "/data"
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    whole = worker_environment("torch", threads=4, gpus_per_trial=1)
+    assert whole["OMP_NUM_THREADS"] == "4" and "XLA_FLAGS" not in whole and "XLA_PYTHON_CLIENT_PREALLOCATE" not in whole

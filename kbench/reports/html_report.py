@@ -37,6 +37,7 @@ from kbench.reports.evaluation import MAX_THUMBNAILS, THUMBNAIL_SIZE, load_thumb
 from kbench.results.store import RunStore, backends_with_results, run_name
 from kbench.results.table import results_table
 from kbench.results.trial_folder import Evaluation, TrialFolder
+from kbench.runner import best_finished
 
 plt = plots.plt  # pyplot with the file-only backend plots.py selects
 
@@ -234,7 +235,8 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path)
     for backend in backends:
         store = RunStore(logs_dir, run, backend)
         report.curves += training_curves(store, plan.trials, plan.grid_keys)
-        folder = store.best_trial(plan.trials)
+        # The run's record names its best trial; without one (this grid never ran as one run), the best of its trials.
+        folder = store.best_trial(plan.trials) or best_finished([f for f in store.run_folders(plan.trials) if f])
         best = best_trial(backend, folder) if folder is not None else None
         if best is not None:
             report.best_trials.append(best)

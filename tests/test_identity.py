@@ -162,3 +162,14 @@ def test_legacy_folders_get_a_one_line_note(tmp_path):
     note = legacy_note(tmp_path, "exp", "exp")
     assert note.count("\n") == 0 and "1 trial folder(s)" in note and "kbench results exp --all" in note
     assert legacy_note(tmp_path, "other", "other") is None
+
+
+def test_a_claimed_unfinished_trial_shows_as_running(tmp_path):
+    store = RunStore(tmp_path, "exp", "jax")
+    folder = store.folder(BASE, "a" * 64, [])
+    folder.start(trial_identity(BASE, "a" * 64), BASE.to_dict(), {})
+    with folder.lock():  # as a training process holds it
+        assert folder.status() == Status.RUNNING
+    assert folder.status() == Status.INCOMPLETE
+    (folder.path / "error.txt").write_text("boom")
+    assert folder.status() == Status.ERROR

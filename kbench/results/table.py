@@ -93,12 +93,11 @@ def all_trials_table(experiment: Experiment, quick: bool, logs_dir: Path, backen
     settings = [{k: v for k, v in config.items() if k != "model_options"} | config.get("model_options", {})
                 for _, _, config, _, _ in found]
     differing = sorted({k for s in settings for k in s if len({json.dumps(x.get(k), sort_keys=True) for x in settings}) > 1})
-    rows = []
-    for (backend, folder, _, status, data), values in zip(found, settings):
-        rows.append(({"trial": folder.name, **{k: values.get(k) for k in differing}, "backend": backend,
-                      "data": data[:DATA_KEY_LENGTH]}, folder, {}, status))
-    return _frame([row[:3] for row in rows], ["trial", *differing, "backend", "data"], columns, experiment,
-                  statuses=[row[3] for row in rows])
+    rows = [({"trial": folder.name, **{k: values.get(k) for k in differing}, "backend": backend,
+              "data": data[:DATA_KEY_LENGTH]}, folder, {})
+            for (backend, folder, _, _, data), values in zip(found, settings)]
+    return _frame(rows, ["trial", *differing, "backend", "data"], columns, experiment,
+                  statuses=[status for _, _, _, status, _ in found])
 
 
 def _frame(rows: list[tuple[dict[str, Any], TrialFolder | None, dict[str, float]]], keys: list[str],

@@ -8,7 +8,8 @@ evaluation's own, and the figures made here, saved where they belong (a
 trial's curves in its folder, the backend comparison beside the report; never
 a new folder beside the backends' folders, which would read as a backend).
 
-Sections: the results table (published figures beside ours), a per-backend
+Sections: the results table (published figures beside ours when the run used
+the study's own data; its column groups and pinned key columns: tables.py), a per-backend
 comparison when several backends ran, training curves per trial, and for each
 backend's best trial its confusion matrix, per-class metrics and a
 misclassification dashboard.
@@ -30,12 +31,13 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from kbench.atomic import read_json, write_bytes_atomic, write_text_atomic
-from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials
+from kbench.config import Experiment, Overrides, TrialConfig, looks_like_path, resolve_trials
 from kbench.errors import KbenchError
 from kbench.reports import plots
 from kbench.reports.evaluation import MAX_THUMBNAILS, THUMBNAIL_SIZE, load_thumbnails
+from kbench.reports.tables import markdown_table, styled_comparison, styled_per_class, styled_results
 from kbench.results.store import RunStore, backends_with_results, run_name
-from kbench.results.table import results_table
+from kbench.results.table import results_table, study_datasets
 from kbench.results.trial_folder import Evaluation, TrialFolder
 from kbench.runner import best_finished
 
@@ -159,10 +161,31 @@ class Report:
     comparison_pictures: list[Picture] = field(default_factory=list)
     curves: list[Picture] = field(default_factory=list)
     best_trials: list[BestTrial] = field(default_factory=list)
+    grid_keys: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)  # as the trials name them (registered names or full paths)
+    published_note: str = ""  # why the study's figures are left out, when they are
 
     @property
     def title(self) -> str:
-        return f"kbench report: {self.run_dir.name}"
+        """'<experiment> on <data set> (<backends>)': what was run, on what, where."""
+        quick = " (quick)" if self.run_dir.name.endswith("-quick") else ""
+        names = ", ".join(dataset_label(dataset) for dataset in self.datasets) or "no data set"
+        return f"{self.experiment.name}{quick} on {names} ({', '.join(self.backends)})"
+
+
+def dataset_label(dataset: str) -> str:
+    """A data set as a title names it: a registered name as it is, a path by its last part."""
+    return Path(dataset).name if looks_like_path(dataset) else dataset
+
+
+def published_note(experiment: Experiment, datasets: list[str]) -> str:
+    """One line saying why the study's published figures are not in the table: the run used other data
+    than they were measured on ("" when some apply, or the study published none)."""
+    studied = study_datasets(experiment)
+    if not studied or set(studied) & set(datasets):
+        return ""
+    return (f"No published figures: they were measured on {', '.join(map(dataset_label, studied))} "
+            f"({experiment.published_source or 'the study'}), and this run used {', '.join(map(dataset_label, datasets))}.")
 
 
 def backend_comparison(table: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame | None:
@@ -225,6 +248,9 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path)
         raise KbenchError(f"no results in {logs_dir / run}; run `kbench run {experiment.name}{quick}` first")
     plan = resolve_trials(experiment, overrides)
     report = Report(experiment, logs_dir / run, results_table(experiment, overrides, logs_dir, backends), backends)
+    report.grid_keys = plan.grid_keys
+    report.datasets = list(dict.fromkeys(config.dataset for config in plan.trials))
+    report.published_note = published_note(experiment, report.datasets)
     report.comparison = backend_comparison(report.table, plan.grid_keys)
     if report.comparison is not None:
         figure = comparison_figure(report.comparison)
@@ -246,54 +272,8 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path)
 # ----------------------------------------------------------------------------- HTML
 
 
-def column_format(column: str, values: pd.Series) -> str | None:
-    """How a table column's numbers read best; None to show values as they are."""
-    if "accuracy" in column or "loss" in column:
-        return "{:.4f}"
-    if column.endswith("_per_s") or column in ("params", "best_epoch", "epochs_run"):
-        return "{:,.0f}"
-    if column.endswith("_s"):
-        return "{:.1f}"
-    if pd.api.types.is_float_dtype(values):  # grid values such as learning_rate=0.01, in their shortest form
-        return "{:g}"
-    return None
-
-
-def _formats(frame: pd.DataFrame, name=lambda column: column) -> dict[Any, str]:
-    formats = {column: column_format(name(column), frame[column]) for column in frame.columns}
-    return {column: fmt for column, fmt in formats.items() if fmt}
-
-
-def styled_results(table: pd.DataFrame) -> str:
-    """The results table as HTML: formatted numbers, published columns shaded, sortable headers."""
-    styler = (
-        table.style.set_uuid("results")  # the table's id: T_results
-        .hide(axis="index")
-        .format(_formats(table), na_rep="–")
-        .set_table_attributes('class="sortable"')
-    )
-    published = [column for column in table if column.startswith("published_")]
-    if published:
-        styler = styler.set_properties(subset=published, **{"background-color": "#eaf1fb"})
-    return styler.to_html()
-
-
-def styled_comparison(comparison: pd.DataFrame) -> str:
-    """The backend pivot as HTML; its columns are (metric, backend) pairs."""
-    return comparison.style.format(_formats(comparison, name=lambda column: column[0]), na_rep="–").to_html()
-
-
-def styled_per_class(per_class: pd.DataFrame) -> str:
-    """Precision, recall and F1 per class, coloured from red (0) to green (1); sortable."""
-    scores = ["precision", "recall", "f1-score"]
-    return (
-        per_class.style.hide(axis="index")
-        .format("{:.3f}", subset=scores)
-        .format("{:.0f}", subset=["support"])
-        .background_gradient(cmap="RdYlGn", vmin=0, vmax=1, subset=scores)
-        .set_table_attributes('class="sortable"')
-        .to_html()
-    )
+def has_published(table: pd.DataFrame) -> bool:
+    return any(column.startswith("published_") for column in table)
 
 
 def dashboard(best: BestTrial) -> dict[str, Any]:
@@ -325,14 +305,17 @@ def render_html(report: Report) -> str:
     from kbench.reports.report_template import PAGE
 
     template = jinja2.Environment(autoescape=True).from_string(PAGE)
+    results = styled_results(report.table, report.grid_keys)
     return template.render(
         title=report.title,
         description=report.experiment.description,
         generated=datetime.now().strftime("%Y-%m-%d %H:%M"),
         run_dir=report.run_dir,
         backends=report.backends,
-        published_source=report.experiment.published_source,
-        results_html=styled_results(report.table),
+        datasets=report.datasets,
+        published_source=report.experiment.published_source if has_published(report.table) else "",
+        published_note=report.published_note,
+        results=results,
         comparison_html=styled_comparison(report.comparison) if report.comparison is not None else "",
         comparison_pictures=report.comparison_pictures,
         curves=report.curves,
@@ -343,11 +326,6 @@ def render_html(report: Report) -> str:
 # ----------------------------------------------------------------------------- Markdown
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table without the index; missing values as a dash."""
-    return frame.astype(object).where(frame.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="–")
-
-
 def render_markdown(report: Report, out_dir: Path) -> str:
     """The report as Markdown in `out_dir`, linking its images by relative path (saving the new ones)."""
 
@@ -355,9 +333,12 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         return f"![{picture.title}]({Path(os.path.relpath(picture.save(), out_dir)).as_posix()})"
 
     lines = [f"# {report.title}", "", report.experiment.description, "", f"Backends: {', '.join(report.backends)}.", ""]
+    lines += [f"Data: {', '.join(report.datasets)}.", ""]
     lines += ["## Results", "", markdown_table(report.table), ""]
-    if report.experiment.published_source:
+    if report.experiment.published_source and has_published(report.table):
         lines += [f"`published_*` columns: {report.experiment.published_source}.", ""]
+    if report.published_note:
+        lines += [report.published_note, ""]
     if report.comparison is not None:
         comparison = report.comparison.reset_index()
         comparison.columns = [" ".join(column).strip() for column in comparison.columns]

@@ -20,6 +20,17 @@ table.sortable thead th:hover { background: #e6e6e6; }
 table.sortable thead th[data-order=asc]::after { content: " \\25B2"; }
 table.sortable thead th[data-order=desc]::after { content: " \\25BC"; }
 .scroll { overflow-x: auto; }
+/* The results table: separate borders, so that pinned cells keep theirs while the rest scroll beneath. */
+#T_results { border-collapse: separate; border-spacing: 0; border-top: 1px solid #ddd; border-left: 1px solid #ddd; }
+#T_results th, #T_results td { border-width: 0 1px 1px 0; }
+#T_results thead th.level0 { text-align: left; background: #e9edf2; }
+#T_results thead th.level0 .group { position: sticky; left: calc(var(--pinned, 0px) + .55rem); }
+#T_results .key { position: sticky; z-index: 1; background: #fff; }
+#T_results thead .key { z-index: 2; background: #f3f3f3; }
+#T_results .key.last { box-shadow: 3px 0 4px -2px rgba(0, 0, 0, .25); }
+.column-groups { margin: .4rem 0; }
+.column-groups label { margin-right: 1rem; }
+{{ results.css | safe }}
 .note { color: #666; }
 .figures { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
 .figures img { max-width: 100%; border: 1px solid #eee; }
@@ -37,14 +48,23 @@ table.sortable thead th[data-order=desc]::after { content: " \\25BC"; }
 <body>
 <h1>{{ title }}</h1>
 <p>{{ description }}</p>
-<p class="note">Generated {{ generated }} from <code>{{ run_dir }}</code>. Backends: {{ backends | join(", ") }}.</p>
+<p class="note">Generated {{ generated }} from <code>{{ run_dir }}</code>. Data: {{ datasets | join(", ") }}.
+Backends: {{ backends | join(", ") }}.</p>
 <nav><a href="#results">Results</a><a href="#backends">Backends</a><a href="#curves">Training curves</a>
 {% for best in best_trials %}<a href="#best-{{ best.backend }}">Best trial ({{ best.backend }})</a>{% endfor %}</nav>
 
 <h2 id="results">Results</h2>
-<p class="note">One row per grid point and backend; click a column header to sort.
-{% if published_source %}Shaded <code>published_*</code> columns: {{ published_source }}.{% endif %}</p>
-<div class="scroll">{{ results_html | safe }}</div>
+<p class="note">One row per grid point and backend; click a column header to sort. The settings, backend, status
+and test accuracy stay in view when the table scrolls sideways.
+{% if published_source %}Shaded <em>published</em> columns: {{ published_source }}.{% endif %}</p>
+{% if published_note %}<p class="note">{{ published_note }}</p>{% endif %}
+<div class="results">
+{% if results.groups %}<span class="column-groups">Columns shown:</span>
+{% for group in results.groups %}<input type="checkbox" id="show-{{ group.slug }}" checked>
+<label for="show-{{ group.slug }}">{{ group.name }} ({{ group.positions | length }})</label>
+{% endfor %}{% endif %}
+<div class="scroll">{{ results.html | safe }}</div>
+</div>
 
 <h2 id="backends">Backends</h2>
 {% if comparison_html %}
@@ -93,9 +113,31 @@ KERAS_BACKEND (or <code>kbench compare</code>) to compare backends here.</p>
 {% endfor %}
 
 <script>
+// The results table's key columns stay in view when it scrolls sideways: each is a sticky cell at the summed
+// width of the key columns before it (widths depend on the content, hence measured here).
+document.querySelectorAll("table[data-key-columns]").forEach((table) => {
+  const count = Number(table.dataset.keyColumns);
+  const pin = () => {
+    const headers = [...table.tHead.rows[table.tHead.rows.length - 1].cells].slice(0, count);
+    let left = 0;
+    headers.forEach((header, column) => {
+      table.querySelectorAll(`.col${column}`).forEach((cell) => {
+        cell.classList.add("key");
+        cell.classList.toggle("last", column === count - 1);
+        cell.style.left = `${left}px`;
+      });
+      left += header.getBoundingClientRect().width;
+    });
+    table.style.setProperty("--pinned", `${left}px`);
+  };
+  pin();
+  window.addEventListener("resize", pin);
+});
+
 // Sortable tables: click a header to sort by that column (numbers as numbers, blanks last), again to reverse.
+// A table with a two-row header (the results' column groups) sorts by the lower row.
 document.querySelectorAll("table.sortable").forEach((table) => {
-  const headers = [...table.tHead.rows[0].cells];
+  const headers = [...table.tHead.rows[table.tHead.rows.length - 1].cells];
   const key = (row, column) => {
     const text = row.cells[column].textContent.trim();
     const number = parseFloat(text.replace(/,/g, ""));

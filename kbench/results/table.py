@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from kbench.config import Experiment, Overrides, resolve_trials
+from kbench.config import Experiment, Overrides, PublishedResult, TrialConfig, resolve_trials
 from kbench.results.store import DATA_KEY_LENGTH, RunStore, backends_with_results, run_name
 from kbench.results.trial_folder import Status, TrialFolder
 
@@ -34,9 +34,23 @@ def default_backend() -> str:
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
-def _published_for(experiment: Experiment, values: dict[str, Any]) -> dict[str, float]:
+def published_dataset(experiment: Experiment, published: PublishedResult) -> str:
+    """The data set a published figure was measured on: its own `dataset` key, else the experiment's."""
+    return published.params.get("dataset", experiment.base.dataset)
+
+
+def study_datasets(experiment: Experiment) -> list[str]:
+    """The data sets the study's published figures are for, in the order the experiment lists them."""
+    return list(dict.fromkeys(published_dataset(experiment, p) for p in experiment.published))
+
+
+def _published_for(experiment: Experiment, config: TrialConfig) -> dict[str, float]:
+    """The study's figures for this trial's settings; none when it runs on other data than the figure's
+    (`--set dataset=...`: S5's per-class figures beside another data set's classes would mislead)."""
     for published in experiment.published:
-        if all(values.get(k) == v for k, v in published.params.items()):
+        if config.dataset == published_dataset(experiment, published) and all(
+            config.get(k) == v for k, v in published.params.items()
+        ):
             return {f"published_{name}": value for name, value in published.metrics.items()}
     return {}
 
@@ -62,7 +76,7 @@ def results_table(
         store = RunStore(logs_dir, run, backend)
         for config, folder in zip(plan.trials, store.run_folders(plan.trials)):
             values = {key: config.get(key) for key in plan.grid_keys}
-            rows.append(({**values, "backend": backend}, folder, _published_for(experiment, values)))
+            rows.append(({**values, "backend": backend}, folder, _published_for(experiment, config)))
     return _frame(rows, [*plan.grid_keys, "backend"], columns, experiment)
 
 

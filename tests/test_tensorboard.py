@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import socket
@@ -82,8 +83,45 @@ def test_each_trial_folder_holds_its_hparams_and_final_metrics(tiny_run):
 def test_best_trial_shows_its_evaluation_figures_as_images(tiny_run):
     backend_dir = next((tiny_run / "tiny").iterdir())
     best = json.loads(next((backend_dir / "runs").glob("*.json")).read_text())["best_trial"]
-    images = events(backend_dir / best / "tensorboard").PluginTagToContent("images")
+    accumulator = events(backend_dir / best / "tensorboard")
+    images = accumulator.PluginTagToContent("images")
     assert {"evaluation/confusion_matrix", "evaluation/misclassified"} <= set(images)
+    width, height, png = tensor_util.make_ndarray(accumulator.Tensors("evaluation/confusion_matrix")[-1].tensor_proto)
+    from PIL import Image
+
+    picture = Image.open(io.BytesIO(png))
+    assert picture.size == (int(width), int(height))
+    assert picture.size == Image.open(backend_dir / best / "evaluation" / "confusion_matrix.png").size
+
+
+def test_trial_epoch_curves_are_in_keras_tensorboard_layout(tiny_run):
+    """train/ and validation/ runs with Keras's tags, written without tf.summary."""
+    tensorboard_dir = trial_dirs(tiny_run)[0] / "tensorboard"
+    train, validation = events(tensorboard_dir / "train"), events(tensorboard_dir / "validation")
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= set(train.Tags()["tensors"])
+    assert {"epoch_loss", "epoch_accuracy", "evaluation_loss_vs_iterations"} <= set(validation.Tags()["tensors"])
+    history = (tensorboard_dir.parent / "history.csv").read_text().splitlines()
+    final = dict(zip(history[0].split(","), history[-1].split(",")))
+    assert last_scalar(train, "epoch_loss") == pytest.approx(float(final["loss"]), rel=1e-5)
+    assert last_scalar(validation, "epoch_accuracy") == pytest.approx(float(final["val_accuracy"]), rel=1e-5)
+
+
+def test_weight_histograms_every_histogram_freq_epochs(tmp_path):
+    import keras
+    import numpy as np
+
+    from kbench.training.tensorboard import EpochSummaries
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+    model.compile("sgd", "mse")
+    x, y = np.random.default_rng(0).normal(size=(16, 4)), np.zeros((16, 3))
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[EpochSummaries(tmp_path, histogram_freq=2)])
+    train = events(tmp_path / "train")
+    histograms = [tag for tag in train.Tags()["tensors"] if tag.endswith("/histogram")]
+    assert sorted(histograms) == ["sequential/dense/bias/histogram", "sequential/dense/kernel/histogram"]  # weight.path
+    assert [event.step for event in train.Tensors("sequential/dense/kernel/histogram")] == [0, 2]
+    buckets = tensor_util.make_ndarray(train.Tensors("sequential/dense/kernel/histogram")[-1].tensor_proto)
+    assert buckets[:, 2].sum() == 12  # 4 x 3 kernel values counted
 
 
 def free_port() -> int:

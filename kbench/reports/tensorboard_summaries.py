@@ -5,15 +5,13 @@
 - Images: the best trial's evaluation figures (confusion matrix, misclassified
   gallery), in the IMAGES tab.
 
-Everything is written with `tf.summary` file writers: TensorFlow is installed
-with every backend (Keras's TensorBoard callback needs it too), so this works
-the same under JAX and PyTorch.
+Everything is written by kbench.training.tensorboard.EventWriter, which needs
+no TensorFlow, so this works the same under TensorFlow, JAX and PyTorch.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +19,7 @@ from PIL import Image
 
 from kbench.config import TrialConfig
 from kbench.results.trial_folder import TrialFolder
+from kbench.training.tensorboard import EventWriter
 
 # Final numbers of metrics.json shown as HParams metric columns, with their titles.
 FINAL_METRICS = {
@@ -45,13 +44,6 @@ def trial_hparams(config: TrialConfig, grid_keys: list[str], backend: str) -> di
     return {**{key: hparam_value(config.get(key)) for key in grid_keys}, "backend": backend}
 
 
-def _writer(tensorboard_dir: Path):
-    import tensorflow as tf
-
-    tensorboard_dir.mkdir(parents=True, exist_ok=True)
-    return tf.summary.create_file_writer(str(tensorboard_dir))
-
-
 def write_hparams(folder: TrialFolder, config: TrialConfig, grid_keys: list[str], metrics: dict[str, Any]) -> None:
     """Record a finished trial in the HParams dashboard: hyper-parameters, then its final metrics.
 
@@ -59,23 +51,21 @@ def write_hparams(folder: TrialFolder, config: TrialConfig, grid_keys: list[str]
     each trial's folder is then complete on its own, and all trials of one
     grid write the same config, so TensorBoard may pick any of them.
     """
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
+    from tensorboard.plugins.hparams import summary_v2 as hp
 
     hparams = trial_hparams(config, grid_keys, metrics.get("backend", "unknown"))
     step = int(metrics.get("epochs_run") or 0)  # after the last epoch, beside Keras's epoch curves
     started = time.time() - float(metrics.get("wall_time_s") or 0.0)
-    writer = _writer(folder.tensorboard_dir)
-    with writer.as_default():
-        hp.hparams_config(
-            hparams=[hp.HParam(name) for name in hparams],
-            metrics=[hp.Metric(tag, display_name=title) for tag, title in FINAL_METRICS.items()],
-        )
-        # The trial id names the trial across runs and backends (one session group per trial folder).
-        hp.hparams(hparams, trial_id="/".join(folder.path.parts[-3:]), start_time_secs=started)
-        for tag in FINAL_METRICS:
-            if metrics.get(tag) is not None:
-                tf.summary.scalar(tag, float(metrics[tag]), step=step)
+    writer = EventWriter(folder.tensorboard_dir)
+    writer.summary(hp.hparams_config_pb(
+        hparams=[hp.HParam(name) for name in hparams],
+        metrics=[hp.Metric(tag, display_name=title) for tag, title in FINAL_METRICS.items()],
+    ), step=0)
+    # The trial id names the trial across runs and backends (one session group per trial folder).
+    writer.summary(hp.hparams_pb(hparams, trial_id="/".join(folder.path.parts[-3:]), start_time_secs=started), step=0)
+    for tag in FINAL_METRICS:
+        if metrics.get(tag) is not None:
+            writer.scalar(tag, float(metrics[tag]), step=step)
     writer.close()
 
 
@@ -84,15 +74,12 @@ def write_images(folder: TrialFolder, step: int = 0) -> list[str]:
 
     Returns the image tags written.
     """
-    import tensorflow as tf
-
     tags = []
-    writer = _writer(folder.tensorboard_dir)
-    with writer.as_default():
-        for path in folder.evaluation_pictures():
-            pixels = np.asarray(Image.open(path).convert("RGB"))
-            tag = f"evaluation/{path.stem}"
-            tf.summary.image(tag, pixels[np.newaxis], step=step)
-            tags.append(tag)
+    writer = EventWriter(folder.tensorboard_dir)
+    for path in folder.evaluation_pictures():
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        tag = f"evaluation/{path.stem}"
+        writer.image(tag, pixels, step=step)
+        tags.append(tag)
     writer.close()
     return tags

@@ -29,6 +29,8 @@ class BenchSettings:
     warmup: int = 3
     jit_compile: str = "auto"
     model_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"small_input": True}
+    precision: str = "float32"  # float32, mixed_bfloat16 or mixed_float16 (kbench.training.precision)
+    feed: bool = True  # also time steps fed by kbench's real input pipeline (feed efficiency)
 
 
 def _describe(options: dict[str, Any]) -> str:
@@ -38,14 +40,22 @@ def _describe(options: dict[str, Any]) -> str:
 
 def _step_times(step, steps: int, warmup: int) -> np.ndarray:
     """Seconds per call after `warmup` untimed calls; each call returns host values, so it is synchronous."""
-    for _ in range(warmup):
+    return _timed(step, steps, warmup)[1]
+
+
+def _timed(step, steps: int, warmup: int) -> tuple[float, np.ndarray]:
+    """(seconds of the first call, which traces and compiles; seconds per call after `warmup` calls in all)."""
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    for _ in range(warmup - 1):
         step()
     times = np.empty(steps)
     for i in range(steps):
         start = time.perf_counter()
         step()
         times[i] = time.perf_counter() - start
-    return times
+    return first, times
 
 
 def _summary(prefix: str, times: np.ndarray, batch_size: int, flops_per_step: float) -> dict[str, float]:
@@ -61,46 +71,88 @@ def _summary(prefix: str, times: np.ndarray, batch_size: int, flops_per_step: fl
 def bench(settings: BenchSettings) -> dict[str, Any]:
     """Time train_on_batch and predict_on_batch on random images; return one row of figures.
 
-    FLOPs are 2 x MACs; a training step is counted as 3 forward passes
-    (forward, and a backward pass of about twice the forward cost).
+    train_* and infer_*: one uint8 batch already on the device (so the step
+    alone is timed; the model casts to its compute dtype). feed_*: training
+    steps on batches from kbench's real input pipeline
+    (kbench.training.feed.split_training_feed) moved by
+    kbench.training.device_feed; feed_efficiency = feed / train images/s.
+    train_compile_s: the first step's time beyond a steady one (tracing and
+    compilation). FLOPs are 2 x MACs; a training step is counted as 3 forward
+    passes (forward, and a backward pass of about twice the forward cost);
+    MFU is against the device's dense peak for the precision
+    (kbench.training.peaks), n/a with the reason elsewhere.
     """
     import keras
 
     from kbench.models import build_model
     from kbench.models.complexity import count_macs
+    from kbench.training.peaks import utilisation
+    from kbench.training.precision import dtype_policy, loss_scaled, with_float32_output
     from kbench.training.trial import JIT
 
     shape = (settings.image_size, settings.image_size, settings.channels)
-    model = build_model(settings.model, shape, settings.num_classes, **settings.model_options)
+    with dtype_policy(settings.precision):
+        model = build_model(settings.model, shape, settings.num_classes, **settings.model_options)
+        model = with_float32_output(model, settings.precision)
     model.compile(
-        optimizer="adam",
+        optimizer=loss_scaled(keras.optimizers.Adam(), settings.precision),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=JIT[settings.jit_compile],
     )
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (settings.batch_size, *shape)).astype(np.float32)
-    y = rng.integers(0, settings.num_classes, settings.batch_size)
+    x = rng.integers(0, 256, (settings.batch_size, *shape), dtype=np.uint8)
+    y = rng.integers(0, settings.num_classes, settings.batch_size).astype(np.int32)
+    x_device, y_device = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
     macs = count_macs(model)
     forward_flops = 2 * macs * settings.batch_size
-    train = _step_times(lambda: model.train_on_batch(x, y), settings.steps, settings.warmup)
-    infer = _step_times(lambda: np.asarray(model.predict_on_batch(x)), settings.steps, settings.warmup)
+    first, train = _timed(lambda: model.train_on_batch(x_device, y_device), settings.steps, settings.warmup)
+    infer = _step_times(lambda: np.asarray(model.predict_on_batch(x_device)), settings.steps, settings.warmup)
     environment = describe_environment()
-    return {
+    used = utilisation(3 * forward_flops, float(np.median(train)), environment["device"], settings.precision)
+    row = {
         "model": settings.model,
         "options": _describe(settings.model_options),
         "backend": environment["backend"],
         "device": environment["device"],
+        "precision": settings.precision,
+        "jit_compile": settings.jit_compile,
         "batch_size": settings.batch_size,
         "img_size": settings.image_size,
         "param_count": model.count_params(),
         "gmacs_per_image": macs / 1e9,
         **_summary("train", train, settings.batch_size, 3 * forward_flops),
+        "train_compile_s": first - float(np.median(train)),
+        "train_mfu": used.mfu,
+        "mfu_peak_tflops": used.peak_tflops,
+        "mfu_basis": used.note,
         **_summary("infer", infer, settings.batch_size, forward_flops),
+    }
+    if settings.feed:
+        feed = _feed_times(model, x, y, settings)
+        row["feed_samples_per_sec"] = settings.batch_size / float(np.median(feed))
+        row["feed_efficiency"] = row["feed_samples_per_sec"] / row["train_samples_per_sec"]
+    return row | {
         "steps": settings.steps,
         "warmup": settings.warmup,
         "keras_version": environment["keras_version"],
         "backend_version": environment["backend_version"],
     }
+
+
+def _feed_times(model, x: np.ndarray, y: np.ndarray, settings: BenchSettings) -> np.ndarray:
+    """Seconds per train_on_batch on batches from kbench's training feed (uint8 images of x's size, one
+    epoch of warmup + steps batches), each moved to the device ahead of its step."""
+    from kbench.data.dataset import ArraySplit
+    from kbench.data.pipeline import ImageTransform
+    from kbench.training.device_feed import device_batches
+    from kbench.training.feed import split_training_feed
+
+    batches = settings.warmup + settings.steps
+    images = np.concatenate([x] * batches)  # the same pixels: only the feeding differs from train_*
+    labels = np.concatenate([y] * batches)
+    feed, _ = split_training_feed(ArraySplit(images, labels), ImageTransform(), settings.batch_size, seed=0, epochs=1)
+    iterator = device_batches(feed)
+    return _timed(lambda: model.train_on_batch(*next(iterator)), settings.steps, settings.warmup)[1]
 
 
 def latency(

@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
     bench.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing, compilation)")
     bench.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
+    bench.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"), default="float32",
+                       help="Keras dtype policy (default float32)")
+    bench.add_argument("--feed", action=argparse.BooleanOptionalAction, default=True,
+                       help="also time steps fed by kbench's input pipeline: feed_efficiency (default on)")
     bench.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="a model option, e.g. --option small_input=true (repeatable; see `kbench models`)")
     bench.add_argument("--latency", action="store_true",
@@ -157,7 +161,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from kbench.runner import run_experiment
 
-    print(f"kbench: backend {keras.backend.backend()} (keras {keras.__version__}; set KERAS_BACKEND to change)", flush=True)
+    from kbench.training.environment import accelerator
+
+    print(f"kbench: backend {keras.backend.backend()} on {accelerator()} (keras {keras.__version__}; "
+          "set KERAS_BACKEND to change)", flush=True)
     overrides = _overrides(args)
     if args.workers is not None or args.address is not None:
         from kbench.ray_runner import RayOptions, run_on_ray
@@ -349,7 +356,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         row = bench.latency(args.model, args.num_classes, args.repeats, options)
     else:
         settings = bench.BenchSettings(args.model, args.batch_size, args.image_size, args.channels,
-                                       args.num_classes, args.steps, args.warmup, args.jit_compile, options)
+                                       args.num_classes, args.steps, args.warmup, args.jit_compile, options,
+                                       args.precision, args.feed)
         row = bench.bench(settings)
     table = pd.DataFrame([row])
     if args.format == "table":

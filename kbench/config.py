@@ -54,7 +54,8 @@ class TrialConfig:
     train_subset: int | None = None  # first N training examples (quick runs)
     test_subset: int | None = None
     histogram_freq: int = 0  # TensorBoard weight histograms every N epochs; 0 = off
-    jit_compile: str = "auto"  # "auto", "true" or "false", passed to Model.compile
+    jit_compile: str = "auto"  # "auto", "true" or "false", passed to Model.compile (per backend: BENCHMARKS.md, "Compiled steps")
+    precision: str = "float32"  # float32, mixed_bfloat16 or mixed_float16: Keras dtype policy (kbench.training.precision)
     distribution: str = "none"  # none, or data_parallel: one trial on all visible devices (kbench.training.distribution)
     train_layers: str = "all"  # all, or head: a frozen backbone (BatchNorm in inference mode) under a new head
     restore_best: bool = False  # test the best-validation weights (ModelCheckpoint's) instead of the last epoch's
@@ -455,9 +456,11 @@ def validate(config: TrialConfig) -> None:
 
     from kbench.data.pipeline import PIPELINES
     from kbench.training.distribution import DISTRIBUTIONS, check_backend
+    from kbench.training.precision import PRECISIONS
 
     choices_of = {
         "jit_compile": JIT_CHOICES,
+        "precision": PRECISIONS,
         "distribution": DISTRIBUTIONS,
         "lr_schedule": SCHEDULES,
         "augment": AUGMENTATIONS,

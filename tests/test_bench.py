@@ -17,6 +17,20 @@ def test_bench_reports_step_times_throughput_and_flops(capsys):
     assert row["gmacs_per_image"] * 1e9 == pytest.approx(14 * 14 * 27 * 16 + 5 * 5 * 144 * 32 + 800 * 32 + 320)
 
 
+def test_bench_reports_compile_time_mfu_and_feed_efficiency_separately(capsys):
+    code = main(["bench", "a1", "--image-size", "16", "--batch-size", "8", "--steps", "3", "--warmup", "2",
+                 "--precision", "mixed_bfloat16", "--format", "json"])
+    row = json.loads(capsys.readouterr().out)[0]
+    assert code == 0 and row["precision"] == "mixed_bfloat16"
+    assert row["train_compile_s"] > 0  # the first step traces: it is slower than a steady one
+    assert row["feed_samples_per_sec"] > 0
+    assert row["feed_efficiency"] == pytest.approx(row["feed_samples_per_sec"] / row["train_samples_per_sec"])
+    assert row["device"] == "cpu" and row["train_mfu"] is None and row["mfu_basis"] == "n/a: a CPU"
+    assert main(["bench", "a1", "--image-size", "16", "--batch-size", "8", "--steps", "1", "--warmup", "1",
+                 "--no-feed", "--format", "json"]) == 0
+    assert "feed_efficiency" not in json.loads(capsys.readouterr().out)[0]
+
+
 def test_bench_latency_follows_the_s2_protocol_on_a_750px_image(capsys):
     assert main(["bench", "a1", "--latency", "--repeats", "3", "--format", "json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]

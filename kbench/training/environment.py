@@ -35,7 +35,10 @@ def accelerator() -> str:
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-        return f"gpu: {gpus[0].name}" if gpus else "cpu"
+        if not gpus:
+            return "cpu"
+        # the product name ('NVIDIA H100 80GB HBM3'), as the other backends give it, not '/physical_device:GPU:0'
+        return f"gpu: {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
     return backend
 
 

@@ -27,6 +27,7 @@ from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheck
 from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
 from kbench.training.feed import Split, evaluation_feed, load_images, split_training_feed
+from kbench.training.tensorboard import EpochSummaries
 from kbench.training.recipe import freeze_backbone, learning_rate, with_augmentation
 from kbench.training.measure import PeakMemory, inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
 
@@ -130,7 +131,7 @@ def make_callbacks(config: TrialConfig, folder: TrialFolder, history: pd.DataFra
             save_best_only=True,
             initial_value_threshold=best_value(history, config.monitor),
         ),
-        keras.callbacks.TensorBoard(str(folder.tensorboard_dir), histogram_freq=config.histogram_freq),
+        EpochSummaries(folder.tensorboard_dir, histogram_freq=config.histogram_freq),  # Keras's layout, no TensorFlow
         AtomicBackupAndRestore(folder.backup_dir),
     ]
 

@@ -28,6 +28,7 @@ from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
 from kbench.training.feed import Split, evaluation_feed, load_images, split_training_feed
 from kbench.training.tensorboard import EpochSummaries
+from kbench.training.precision import compute_dtype, dtype_policy, loss_scaled, with_float32_output
 from kbench.training.recipe import freeze_backbone, learning_rate, with_augmentation
 from kbench.training.measure import PeakMemory, inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
 
@@ -165,13 +166,14 @@ def train_trial(
     train, val = split_validation(data, config.validation_split)
     # distribution=data_parallel: built, trained and (re)loaded on every device (kbench.training.distribution)
     with devices.scope():
-        model = build_model(config.model, input_shape(data, transform), data.num_classes, **config.model_options)
-        if config.train_layers == "head":
-            model = freeze_backbone(model)
-        model = with_augmentation(model, config.augment, config.seed)
+        with dtype_policy(config.precision):  # mixed precision: layers built here compute in bf16 / fp16
+            model = build_model(config.model, input_shape(data, transform), data.num_classes, **config.model_options)
+            if config.train_layers == "head":
+                model = freeze_backbone(model)
+            model = with_float32_output(with_augmentation(model, config.augment, config.seed), config.precision)
         loss = make_loss(config)
         model.compile(
-            optimizer=make_optimizer(config, math.ceil(len(train) / config.batch_size)),
+            optimizer=loss_scaled(make_optimizer(config, math.ceil(len(train) / config.batch_size)), config.precision),
             loss=loss,
             **devices.compile_metrics(list(config.metrics)),
             jit_compile=JIT[config.jit_compile],
@@ -223,6 +225,8 @@ def train_trial(
             "skipped_files": len(getattr(data, "skipped", ())),
             "wall_time_s": time.perf_counter() - started,
             "devices": devices.count,  # 1, or every device distribution=data_parallel trained on
+            "precision": config.precision,
+            "compute_dtype": compute_dtype(model),  # what the layers really computed in
         }
     )
 

@@ -107,7 +107,8 @@ def styled_results(table: pd.DataFrame, grid_keys: list[str]) -> ResultsTable:
     missing values, published columns shaded, sortable headers, the key columns first."""
     keys = [column for column in [*grid_keys, *KEY_METRICS] if column in table]
     labels = {column: column_group(column, keys) for column in table}
-    order = sorted(table.columns, key=lambda column: GROUP_ORDER.index(labels[column][0]))  # stable: keeps the order within a group
+    # Groups must be contiguous to share a header cell; the sort is stable, so each keeps its own order.
+    order = sorted(table.columns, key=lambda column: GROUP_ORDER.index(labels[column][0]))
     grouped = table[order].copy()
     grouped.columns = pd.MultiIndex.from_tuples([labels[column] for column in order])
     formats = {labels[column]: fmt for column, fmt in _formats(table[order]).items()}

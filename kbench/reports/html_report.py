@@ -184,8 +184,8 @@ def published_note(experiment: Experiment, datasets: list[str]) -> str:
     studied = study_datasets(experiment)
     if not studied or set(studied) & set(datasets):
         return ""
-    return (f"No published figures: they were measured on {', '.join(map(dataset_label, studied))} "
-            f"({experiment.published_source or 'the study'}), and this run used {', '.join(map(dataset_label, datasets))}.")
+    return (f"No published figures: {experiment.published_source or 'the study'} gives them for "
+            f"{', '.join(map(dataset_label, studied))}; this run used {', '.join(map(dataset_label, datasets))}.")
 
 
 def backend_comparison(table: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 import typing
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import keras
 
+from kbench.catalogue import InputSize
 from kbench.registry import Registry
 
 Builder = Callable[..., keras.Model]
@@ -38,49 +38,28 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **opt
 
 # ----------------------------------------------------------------------------- input sizes
 
-
-@dataclass(frozen=True)
-class InputSize:
-    """The image sizes (height and width, in pixels) a model builds for: at least `minimum`, a multiple of `multiple_of`.
-
-    Checked against `image_size` before any training (kbench.config.validate),
-    so a size the model cannot take fails at once, not when the trial builds it.
-    """
-
-    minimum: int = 1
-    multiple_of: int = 1
-
-    def allows(self, size: int) -> bool:
-        return size >= self.minimum and size % self.multiple_of == 0
-
-    def describe(self) -> str:
-        if self.multiple_of > 1:
-            return f"a multiple of {self.multiple_of} px (at least {max(self.minimum, self.multiple_of)})"
-        return f"at least {self.minimum} px"
+# Model name -> the sizes it takes; a bound may name an option (kbench.catalogue.InputSize).
+INPUT_SIZES: dict[str, InputSize] = {}
 
 
-InputSizeRule = InputSize | Callable[[dict[str, Any]], InputSize]
-
-# Model name -> its rule, or a function of the model's options (builder defaults filled in) giving it.
-INPUT_SIZES: dict[str, InputSizeRule] = {}
-
-
-def declare_input_size(name: str, rule: InputSizeRule) -> None:
+def declare_input_size(name: str, rule: InputSize) -> None:
     """Declare what image sizes model `name` takes; a model that declares nothing takes any size >= 1."""
     INPUT_SIZES[name] = rule
 
 
+def input_size_rule(name: str) -> InputSize:
+    """The sizes model `name` takes, bounds that name options left as names."""
+    if name in INPUT_SIZES:
+        return INPUT_SIZES[name]
+    from kbench.models.applications import APPLICATIONS, MIN_SIZE  # not at import: applications imports us
+
+    return InputSize(MIN_SIZE) if name in APPLICATIONS else InputSize()
+
+
 def input_size(name: str, options: dict[str, Any] | None = None) -> InputSize:
     """The sizes model `name` takes with `options` (options left out take the builder's defaults)."""
-    rule = INPUT_SIZES.get(name)
-    if rule is None:
-        from kbench.models.applications import APPLICATIONS, MIN_SIZE  # not at import: applications imports us
-
-        return InputSize(MIN_SIZE) if name in APPLICATIONS else InputSize()
-    if isinstance(rule, InputSize):
-        return rule
     defaults = {key: p.default for key, p in model_options(name).items() if p.default is not inspect.Parameter.empty}
-    return rule({**defaults, **(options or {})})
+    return input_size_rule(name).for_options({**defaults, **(options or {})})
 
 
 # The builders in this package, derived from their layers (tests/test_validation.py builds each
@@ -93,4 +72,4 @@ declare_input_size("a2", InputSize(8))
 # a3: one more pool + conv: 18 px -> 16 -> 8 -> 6 -> 3 -> 1.
 declare_input_size("a3", InputSize(18))
 # vit: non-overlapping patch_size x patch_size patches must tile the image.
-declare_input_size("vit", lambda options: InputSize(options["patch_size"], max(1, options["patch_size"])))
+declare_input_size("vit", InputSize("patch_size", "patch_size"))

@@ -86,12 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--all", action="store_true",
                          help="every trial ever run for the experiment, whatever its overrides, with the settings "
                          "that differ; stale (trained on older data) and legacy trials are marked")
+    results.add_argument("--target-accuracy", type=float, default=None, help="first epoch whose test (or validation) accuracy reaches this fraction, and the training time to it, compile time apart (e.g. 0.94)")
 
     compare = commands.add_parser("compare", help="run the grid on several backends and compare them")
     _add_overrides(compare)
     compare.add_argument("--backends", default="tensorflow,jax,torch", help="comma-separated (default: all three)")
     compare.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per grid point (default 1)")
     compare.add_argument("--data-dir", type=Path, default=None, help="as for `kbench run`")
+    compare.add_argument("--target-accuracy", type=float, default=None,
+                         help="first epoch whose test (or validation) accuracy reaches this fraction, and the training time to it, compile time apart (e.g. 0.94); per backend: seeds that reached it, mean and std of the time")
 
     bench = commands.add_parser("bench", help="train/predict step speed of a model on synthetic data")
     bench.add_argument("model", help="a registered model name (see `kbench models`)")
@@ -156,7 +159,11 @@ def _overrides(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from kbench.experiments import load_experiment
 
+    from kbench.config import resolve_trials
+
     experiment = load_experiment(args.experiment)
+    overrides = _overrides(args)
+    resolve_trials(experiment, overrides)  # a bad key or value fails here, before Keras and its backend load
     import keras
 
     from kbench.runner import run_experiment
@@ -165,7 +172,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print(f"kbench: backend {keras.backend.backend()} on {accelerator()} (keras {keras.__version__}; "
           "set KERAS_BACKEND to change)", flush=True)
-    overrides = _overrides(args)
     if args.workers is not None or args.address is not None:
         from kbench.ray_runner import RayOptions, run_on_ray
 
@@ -255,12 +261,21 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.all:
         table = all_trials_table(experiment, args.quick, args.logs_dir, backends)
     else:
-        table = results_table(experiment, _overrides(args), args.logs_dir, backends)
+        table = results_table(experiment, _overrides(args), args.logs_dir, backends,
+                              target_accuracy=_target_accuracy(args))
     print(format_table(table, args.format))
     note = legacy_note(args.logs_dir, run_name(experiment.name, args.quick), args.experiment)
     if note and not args.all:
         print(note, file=sys.stderr)
     return 0
+
+
+def _target_accuracy(args: argparse.Namespace) -> float | None:
+    """--target-accuracy as a fraction in (0, 1]; None when not given."""
+    target = getattr(args, "target_accuracy", None)
+    if target is not None and not 0 < target <= 1:
+        raise KbenchError(f"--target-accuracy {target}: give a fraction in (0, 1], e.g. 0.94 for 94 %")
+    return target
 
 
 def _backends(text: str) -> list[str]:
@@ -284,7 +299,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     table, skipped, out_dir = compare(
-        experiment, args.experiment, backends, _overrides(args), args.seeds, args.logs_dir, args.data_dir
+        experiment, args.experiment, backends, _overrides(args), args.seeds, args.logs_dir, args.data_dir,
+        _target_accuracy(args),
     )
     import pandas as pd
 

@@ -22,6 +22,7 @@ from kbench.atomic import write_text_atomic
 from kbench.config import Experiment, Overrides, resolve_trials
 from kbench.results.store import run_name
 from kbench.results.table import METRIC_COLUMNS, results_table
+from kbench.results.time_to_accuracy import summarise_seeds
 
 BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 SPEED_COLUMNS = [
@@ -74,8 +75,10 @@ def accuracy_verdict(groups: dict[str, np.ndarray]) -> str:
     return f"{verdict} (one-way ANOVA p={p_value:.3g})"
 
 
-def comparison_table(table: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
-    """One row per grid point and backend: accuracy mean +- std over seeds, speed medians, verdict."""
+def comparison_table(table: pd.DataFrame, grid_keys: list[str], target_accuracy: float | None = None) -> pd.DataFrame:
+    """One row per grid point and backend: accuracy mean +- std over seeds, speed medians, verdict; with
+    `target_accuracy`, how many seeds reached it and the time to it (mean, std, min, max over those seeds),
+    compile time apart (kbench.results.time_to_accuracy)."""
     point_keys = [k for k in grid_keys if k != "seed"]
     finished = table[table["status"].isin(["finished", "diverged"])].copy()
     rows = []
@@ -98,6 +101,8 @@ def comparison_table(table: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame:
             if np.isnan(row["peak_accelerator_memory_mb"]):
                 row["peak_accelerator_memory_mb"] = per_backend["accelerator_memory_note"].dropna().iloc[0]
             row["accuracy_verdict"] = verdict
+            if target_accuracy is not None:
+                row = {**row, "target_accuracy": target_accuracy, **summarise_seeds(per_backend)}
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -128,8 +133,10 @@ def compare(
     seeds: int,
     logs_dir: Path,
     data_dir: Path | None,
+    target_accuracy: float | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str], Path]:
-    """Run every available backend, then build, save and return the comparison.
+    """Run every available backend, then build, save and return the comparison (with time to
+    `target_accuracy` when given).
 
     Returns (table, {backend: why it did not run}, output folder).
     """
@@ -144,8 +151,9 @@ def compare(
             print(f"kbench compare: {backend}: {reason}", flush=True)
     ran = [b for b in backends if b not in skipped or skipped[b].startswith("its run failed")]
     grid_keys = resolve_trials(experiment, overrides).grid_keys
-    table = results_table(experiment, overrides, logs_dir, ran, [*METRIC_COLUMNS, *SPEED_COLUMNS, "accelerator_memory_note"])
-    comparison = comparison_table(table, grid_keys)
+    table = results_table(experiment, overrides, logs_dir, ran, [*METRIC_COLUMNS, *SPEED_COLUMNS, "accelerator_memory_note"],
+                          target_accuracy=target_accuracy)
+    comparison = comparison_table(table, grid_keys, target_accuracy)
     out_dir = logs_dir / run_name(experiment.name, overrides.quick)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "comparison.csv", comparison.to_csv(index=False))

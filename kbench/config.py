@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sklearn.model_selection import ParameterGrid
-
+from kbench.catalogue import OptionFacts, catalogue
 from kbench.errors import KbenchError
 
 
@@ -41,6 +40,15 @@ class TrialConfig:
     lr_decay_factor: float = 0.1  # step schedule's multiplier
     momentum: float | None = None
     weight_decay: float | None = None
+    # decoupled: Keras's weight_decay (w -= lr * wd * w, outside the momentum); coupled: PyTorch SGD's, wd * w added
+    # to the gradient before momentum (kbench.training.weight_decay), what studies run in PyTorch mean by the number
+    weight_decay_style: str = "decoupled"
+    nesterov: bool = False  # Nesterov momentum (optimizers that take it: sgd)
+    label_smoothing: float = 0.0  # cross-entropy against (1 - s) * one-hot + s / classes (PyTorch's and Keras's meaning)
+    lr_triangle: tuple[float, ...] = (0.2, 0.23, 0.07)  # lr_schedule=triangle: start factor, peak position, end factor
+    lookahead: str = "none"  # none, or airbench: EMA of the weights copied back into the model (kbench.training.lookahead)
+    tta: str = "none"  # none, flip or flip_translate: test-time augmentation of test predictions (kbench.training.tta)
+    test_every_epoch: bool = False  # test-set accuracy after every epoch in the history (time to accuracy)
     loss: str = "sparse_categorical_crossentropy"
     from_logits: bool = True
     metrics: tuple[str, ...] = ("accuracy",)
@@ -78,9 +86,9 @@ class TrialConfig:
         reusing results made under the old default.
         """
         options = {
-            name: parameter.default
-            for name, parameter in _builder_options(self.model).items()
-            if parameter.default is not parameter.empty
+            name: option.default
+            for name, option in _builder_options(self.model).items()
+            if option.default is not inspect.Parameter.empty
         }
         return normalised({**self.to_dict(), "model_options": {**options, **self.model_options}})
 
@@ -98,10 +106,15 @@ class TrialConfig:
 CONFIG_FIELDS: dict[str, Any] = typing.get_type_hints(TrialConfig)
 
 
-def _builder_options(model: str) -> dict[str, Any]:
-    from kbench.models import MODELS, model_options
+def _check_model_name(model: str) -> None:
+    if model not in catalogue().models:
+        raise KbenchError(f"unknown model {model!r}; known: {', '.join(sorted(catalogue().models))}")
 
-    return model_options(model) if model in MODELS else {}
+
+def _builder_options(model: str) -> dict[str, OptionFacts]:
+    """The builder options of `model` (none for an unknown name: validate() reports it), without importing Keras."""
+    facts = catalogue().models.get(model)
+    return facts.options if facts else {}
 
 
 def normalised(value: Any) -> Any:
@@ -123,6 +136,9 @@ def _short_hash(value: Any, length: int = 8) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 JIT_CHOICES = ("auto", "true", "false")
+WEIGHT_DECAY_STYLES = ("decoupled", "coupled")
+LOOKAHEADS = ("none", "airbench")
+TTA_CHOICES = ("none", "flip", "flip_translate")
 TRAIN_LAYERS = ("all", "head")
 
 
@@ -261,17 +277,17 @@ def _annotation_for(key: str, models: list[str]) -> tuple[str, Any]:
         raise KbenchError("set model options by their own names, e.g. --set activation=relu")
     if key in CONFIG_FIELDS:
         return "field", CONFIG_FIELDS[key]
-    from kbench.models import model_options
-
-    found = [model_options(m).get(key) for m in models]
-    if all(p is not None for p in found):
-        parameter = found[0]
-        annotation = parameter.annotation
-        if annotation is parameter.empty:
-            annotation = type(parameter.default) if parameter.default is not None else Any
+    for model in models:
+        _check_model_name(model)
+    found = [_builder_options(m).get(key) for m in models]
+    if all(option is not None for option in found):
+        option = found[0]
+        annotation = option.annotation
+        if annotation is inspect.Parameter.empty:
+            annotation = type(option.default) if option.default is not None else Any
         return "option", annotation
     valid = sorted(set(CONFIG_FIELDS) - {"model_options"})
-    options = sorted(set.intersection(*(set(model_options(m)) for m in models))) if models else []
+    options = sorted(set.intersection(*(set(_builder_options(m)) for m in models))) if models else []
     hint = f"; options of model {'/'.join(models)}: {', '.join(options)}" if options else ""
     raise KbenchError(f"unknown key {key!r}; settings: {', '.join(valid)}{hint}")
 
@@ -300,9 +316,8 @@ def describe_type(annotation: Any) -> str:
 
 def parse_model_options(assignments: list[str], model: str, flag: str = "--option") -> dict[str, Any]:
     """KEY=VALUE texts -> options of `model`, parsed by its builder's annotations; an unknown key is an error."""
-    from kbench.models import model_options
-
-    accepted = model_options(model)
+    _check_model_name(model)
+    accepted = _builder_options(model)
     options = {}
     for text in assignments:
         key, value = split_assignment(text, flag)
@@ -370,6 +385,8 @@ def resolve_trials(experiment: Experiment, overrides: Overrides) -> TrialPlan:
         for grid in grids:
             grid[key] = parsed
         fixed.pop(key, None)
+    from sklearn.model_selection import ParameterGrid  # here: sklearn takes a second to import
+
     points = ParameterGrid([g for g in grids if g] or [{}])
     # Overrides can make two points equal; a trial runs once.
     unique = {c.key(): c for c in (_make_config(experiment.base, {**fixed, **point}) for point in points)}
@@ -432,7 +449,6 @@ def canonical(config: TrialConfig) -> TrialConfig:
 def validate(config: TrialConfig) -> None:
     """Reject values that would only fail later, naming the key and what is allowed."""
     from kbench.data import DATASETS
-    from kbench.models import MODELS, model_options
 
     if config.dataset not in DATASETS and not looks_like_path(config.dataset):
         raise KbenchError(
@@ -441,9 +457,9 @@ def validate(config: TrialConfig) -> None:
         )
     if looks_like_path(config.dataset) and not Path(config.dataset).expanduser().exists():
         raise KbenchError(f"dataset={config.dataset!r}: no such folder or archive")
-    if config.model not in MODELS:
-        raise KbenchError(f"model={config.model!r} is unknown; known: {', '.join(MODELS)}")
-    unknown = set(config.model_options) - set(model_options(config.model))
+    if config.model not in catalogue().models:
+        raise KbenchError(f"model={config.model!r} is unknown; known: {', '.join(sorted(catalogue().models))}")
+    unknown = set(config.model_options) - set(_builder_options(config.model))
     if unknown:
         raise KbenchError(f"model {config.model} has no option(s) {', '.join(sorted(unknown))}")
     for key in ("epochs", "batch_size", "lr_decay_epochs"):
@@ -466,6 +482,9 @@ def validate(config: TrialConfig) -> None:
         "augment": AUGMENTATIONS,
         "pipeline": PIPELINES,
         "train_layers": TRAIN_LAYERS,
+        "weight_decay_style": WEIGHT_DECAY_STYLES,
+        "lookahead": LOOKAHEADS,
+        "tta": TTA_CHOICES,
     }
     for key, choices in choices_of.items():
         if getattr(config, key) not in choices:
@@ -487,6 +506,7 @@ def validate(config: TrialConfig) -> None:
     if isinstance(config.model_options.get("activation"), str):  # S1's CNNs (a callable is Keras's to judge)
         _check_keras_name("activation", config.model_options["activation"])
     _check_optimizer_arguments(config)
+    _check_recipe(config)
     _check_image_size(config)
 
 
@@ -508,55 +528,37 @@ def _check_keras_name(key: str, name: str) -> None:
 _COMMON_ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "silu", "leaky_relu", "softplus", "linear")
 
 
-def _keras_lookup(key: str) -> Any:
-    import keras
-
-    return {"optimizer": keras.optimizers.get, "loss": keras.losses.get, "activation": keras.activations.get}[key]
-
-
 def _keras_accepts(key: str, name: str) -> bool:
-    try:
-        _keras_lookup(key)(name)
-    except Exception:  # ValueError for unknown names, TypeError/KeyError for classes that need arguments
-        return False
-    return True
-
-
-_KERAS_NAMES: dict[str, tuple[str, ...]] = {}  # caches, filled on first use
-_OPTIMIZER_ARGUMENTS: dict[str, frozenset[str]] = {}
+    return name in catalogue().keras_names[key]
 
 
 def _keras_names(key: str) -> tuple[str, ...]:
-    """The names Keras's get() resolves for this kind, one per thing: optimizer classes in lower case
-    ('adamw', 'rmsprop'), loss and activation functions ('sparse_categorical_crossentropy', 'relu')."""
-    if key not in _KERAS_NAMES:
-        _KERAS_NAMES[key] = _find_keras_names(key)
-    return _KERAS_NAMES[key]
-
-
-def _find_keras_names(key: str) -> tuple[str, ...]:
-    import keras
-
-    if key == "optimizer":
-        candidates = [name.lower() for name, obj in vars(keras.optimizers).items()
-                      if isinstance(obj, type) and issubclass(obj, keras.optimizers.Optimizer)]
-    else:
-        module = keras.losses if key == "loss" else keras.activations
-        candidates = [name for name, obj in vars(module).items()
-                      if inspect.isfunction(obj) and name not in ("get", "serialize", "deserialize")]
-    return tuple(sorted(name for name in set(candidates) if _keras_accepts(key, name)))
+    """The lower-case names Keras's get() resolves for this kind: optimizers ('adamw', 'rmsprop'), loss and
+    activation functions ('sparse_categorical_crossentropy', 'relu'). Class names ('Adam') are accepted too."""
+    return tuple(name for name in catalogue().keras_names[key] if name == name.lower())
 
 
 def _optimizer_arguments(name: str) -> frozenset[str]:
     """The keyword arguments optimizer `name`'s constructor names (its **kwargs excluded: Keras rejects unknown ones)."""
-    import keras
+    return catalogue().optimizer_arguments[name]
 
-    if name not in _OPTIMIZER_ARGUMENTS:
-        parameters = inspect.signature(type(keras.optimizers.get(name)).__init__).parameters
-        _OPTIMIZER_ARGUMENTS[name] = frozenset(
-            key for key, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        )
-    return _OPTIMIZER_ARGUMENTS[name]
+
+def _check_recipe(config: TrialConfig) -> None:
+    """nesterov, label smoothing, the triangle schedule's points and a test_* monitor, each only where it can work."""
+    if config.nesterov and "nesterov" not in _optimizer_arguments(config.optimizer):
+        takers = [name for name in _keras_names("optimizer") if "nesterov" in _optimizer_arguments(name)]
+        raise KbenchError(f"nesterov=true does not apply to optimizer={config.optimizer}; optimizers that take it: "
+                          f"{', '.join(takers)}")
+    if not 0 <= config.label_smoothing < 1:
+        raise KbenchError(f"label_smoothing={config.label_smoothing} must be in [0, 1)")
+    if config.label_smoothing and config.loss not in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+        raise KbenchError(f"label_smoothing={config.label_smoothing} needs a cross-entropy loss, not loss={config.loss}")
+    if len(config.lr_triangle) != 3 or not (config.lr_triangle[0] >= 0 and 0 < config.lr_triangle[1] < 1
+                                            and config.lr_triangle[2] >= 0):
+        raise KbenchError(f"lr_triangle={'+'.join(map(str, config.lr_triangle))} must be start+peak+end: start and end "
+                          "factors >= 0 and the peak's position in (0, 1), e.g. 0.2+0.23+0.07")
+    if config.monitor.startswith("test_") and not config.test_every_epoch:
+        raise KbenchError(f"monitor={config.monitor} is only in the history with test_every_epoch=true")
 
 
 def _check_optimizer_numbers(config: TrialConfig) -> None:
@@ -591,10 +593,9 @@ def _check_image_size(config: TrialConfig) -> None:
     """
     if config.image_size is None:
         return
-    from kbench.models.registry import input_size
-
     if config.image_size < 1:
         raise KbenchError(f"image_size={config.image_size} must be at least 1 (or none: the data set's own size)")
-    sizes = input_size(config.model, config.model_options)
+    defaults = {key: o.default for key, o in _builder_options(config.model).items() if o.default is not inspect.Parameter.empty}
+    sizes = catalogue().models[config.model].input_size.for_options({**defaults, **config.model_options})
     if not sizes.allows(config.image_size):
         raise KbenchError(f"image_size={config.image_size} does not fit model {config.model}: it takes {sizes.describe()}")

@@ -11,6 +11,7 @@ import pandas as pd
 
 from kbench.config import Experiment, Overrides, PublishedResult, TrialConfig, resolve_trials
 from kbench.results.store import DATA_KEY_LENGTH, RunStore, backends_with_results, run_name
+from kbench.results.time_to_accuracy import TIME_TO_ACCURACY_COLUMNS, time_to_accuracy
 from kbench.results.trial_folder import Status, TrialFolder
 
 # Our metrics, in the order a reader wants them.
@@ -61,12 +62,16 @@ def results_table(
     logs_dir: Path,
     backends: list[str] | None = None,
     columns: list[str] | None = None,
+    target_accuracy: float | None = None,
 ) -> pd.DataFrame:
     """The run's grid as a DataFrame: grid values, backend, our metrics, then the published ones.
 
     The rows are exactly the trials of this run (the experiment with these
     overrides); trials not yet finished show as pending / running / incomplete
     / error rather than being left out, so a reader sees what is missing.
+    With `target_accuracy`, each finished trial also gets the first epoch that
+    reached it and the training time to it, compile time apart
+    (kbench.results.time_to_accuracy; columns TIME_TO_ACCURACY_COLUMNS).
     """
     plan = resolve_trials(experiment, overrides)
     run = run_name(experiment.name, overrides.quick)
@@ -76,7 +81,13 @@ def results_table(
         store = RunStore(logs_dir, run, backend)
         for config, folder in zip(plan.trials, store.run_folders(plan.trials)):
             values = {key: config.get(key) for key in plan.grid_keys}
-            rows.append(({**values, "backend": backend}, folder, _published_for(experiment, config)))
+            figures = _published_for(experiment, config)
+            if target_accuracy is not None and folder is not None and folder.is_finished():
+                figures = time_to_accuracy(folder.history(), target_accuracy) | figures
+            rows.append(({**values, "backend": backend}, folder, figures))
+    if target_accuracy is not None:
+        columns = [*(columns if columns is not None else [*METRIC_COLUMNS, *experiment.columns]),
+                   *TIME_TO_ACCURACY_COLUMNS]
     return _frame(rows, [*plan.grid_keys, "backend"], columns, experiment)
 
 

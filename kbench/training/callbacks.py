@@ -106,3 +106,29 @@ class TerminateOnDivergence(keras.callbacks.TerminateOnNaN):
         self.stopped = (self._epoch, batch, float(loss))
         print(message)
         self.model.stop_training = True
+
+
+# ----------------------------------------------------------------------------- per-epoch test
+
+
+class EpochTest(keras.callbacks.Callback):
+    """Adds `test_accuracy` (and `test_time_s`, the seconds it took) to each epoch's logs.
+
+    `accuracy` computes the test accuracy of the model as it is now (for a
+    speedrun: the model with test-time augmentation, after the epoch's
+    lookahead). It must come before CSVLogger, which then records it in the
+    trial's history, from which time-to-accuracy is read
+    (kbench.results.time_to_accuracy). EpochTimer has stopped its clock
+    by then, so the test is not counted as training time.
+    """
+
+    def __init__(self, accuracy):
+        super().__init__()
+        self.accuracy = accuracy
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        value = float(self.accuracy())
+        if logs is not None:
+            logs["test_accuracy"] = value
+            logs["test_time_s"] = time.perf_counter() - start

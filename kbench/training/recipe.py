@@ -6,13 +6,15 @@ backend's own ops on every backend and are inactive at inference.
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from typing import TYPE_CHECKING
 
 from kbench.errors import KbenchError
 
-SCHEDULES = ("constant", "cosine", "cosine_restarts", "step")
-AUGMENTATIONS = ("none", "crop_flip", "flip")
+if TYPE_CHECKING:  # Keras is imported where it is used: config validation reads the names below without it
+    import keras
+
+SCHEDULES = ("constant", "cosine", "cosine_restarts", "step", "triangle")
+AUGMENTATIONS = ("none", "crop_flip", "flip", "shift2_flip")
 
 
 def learning_rate(config, steps_per_epoch: int):
@@ -20,12 +22,22 @@ def learning_rate(config, steps_per_epoch: int):
 
     cosine: decay to 0 over `lr_decay_epochs`; cosine_restarts: SGDR with a first
     period of `lr_decay_epochs`; step: multiply by `lr_decay_factor` every
-    `lr_decay_epochs` (PyTorch's StepLR).
+    `lr_decay_epochs` (PyTorch's StepLR); triangle: airbench's linear warm-up from
+    `lr_triangle[0]` x learning_rate to learning_rate at fraction `lr_triangle[1]`
+    of training, then linear decay to `lr_triangle[2]` x learning_rate at the end
+    (kbench.training.schedules.Triangle).
     """
     if config.lr_schedule == "constant":
         return config.learning_rate
     if config.learning_rate is None:
         raise KbenchError(f"lr_schedule={config.lr_schedule} needs learning_rate to be set")
+    import keras
+
+    if config.lr_schedule == "triangle":
+        from kbench.training.schedules import Triangle
+
+        start, peak, end = config.lr_triangle
+        return Triangle(config.learning_rate, config.epochs * steps_per_epoch, start, peak, end)
     period = config.lr_decay_epochs * steps_per_epoch
     schedules = keras.optimizers.schedules
     if config.lr_schedule == "cosine":
@@ -41,16 +53,24 @@ def with_augmentation(model: keras.Model, augment: str, seed: int) -> keras.Mode
     crop_flip: S2's CIFAR recipe, pad 4 pixels + random crop back to size (a random
     shift of up to 4 pixels with zero fill), then a horizontal flip. RandomTranslation
     rather than ZeroPadding2D + RandomCrop: at inference RandomCrop resizes the padded
-    image instead of passing it through.
+    image instead of passing it through. shift2_flip: airbench's, a shift of up to 2
+    pixels with reflected borders (kbench.training.augmentation), then a flip.
     """
     if augment == "none":
         return model
+    import keras
+    from keras import layers
+
     height, width = model.input_shape[1:3]
     steps: list[layers.Layer] = []
     if augment == "crop_flip":
         steps.append(
             layers.RandomTranslation(4 / height, 4 / width, fill_mode="constant", interpolation="nearest", seed=seed)
         )
+    if augment == "shift2_flip":
+        from kbench.training.augmentation import RandomReflectShift
+
+        steps.append(RandomReflectShift(2, seed=seed))
     steps.append(layers.RandomFlip("horizontal", seed=seed + 1))
     inputs = keras.Input(shape=model.input_shape[1:])
     x = inputs

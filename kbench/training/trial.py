@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -22,14 +22,18 @@ from kbench.models import build_model
 from kbench.results import metrics as scores
 from kbench.results.store import trial_identity
 from kbench.results.trial_folder import Status, TrialFolder
-from kbench.training.callbacks import EpochTimer, TerminateOnDivergence, diverged
+from kbench.training.callbacks import EpochTest, EpochTimer, TerminateOnDivergence, diverged
 from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint, backup_state, resumed_epoch
 from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
 from kbench.training.feed import Split, evaluation_feed, load_images, split_training_feed
-from kbench.training.tensorboard import EpochSummaries
 from kbench.training.precision import compute_dtype, dtype_policy, loss_scaled, with_float32_output
+from kbench.training.tensorboard import EpochSummaries
+from kbench.training.lookahead import SCHEDULES as LOOKAHEAD_SCHEDULES, Lookahead
 from kbench.training.recipe import freeze_backbone, learning_rate, with_augmentation
+from kbench.training.tta import with_tta
+from kbench.training.weight_decay import apply_coupled_weight_decay
+from kbench.models.whitening import WHITENING_IMAGES, initialise_whitening, whitening_layers
 from kbench.training.measure import PeakMemory, inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
 
 JIT = {"auto": "auto", "true": True, "false": False}
@@ -44,7 +48,9 @@ def make_optimizer(config: TrialConfig, steps_per_epoch: int) -> keras.optimizer
         for key, value in (
             ("learning_rate", learning_rate(config, steps_per_epoch)),
             ("momentum", config.momentum),
-            ("weight_decay", config.weight_decay),
+            # coupled decay is a penalty in the loss instead (kbench.training.weight_decay)
+            ("weight_decay", config.weight_decay if config.weight_decay_style == "decoupled" else None),
+            ("nesterov", config.nesterov or None),
         )
         if value is not None
     }
@@ -55,7 +61,14 @@ def make_optimizer(config: TrialConfig, steps_per_epoch: int) -> keras.optimizer
 
 
 def make_loss(config: TrialConfig) -> keras.losses.Loss:
-    """A loss by its Keras name ('sparse_categorical_crossentropy'), with `from_logits` where it applies."""
+    """A loss by its Keras name ('sparse_categorical_crossentropy'), with `from_logits` where it applies
+    and `label_smoothing` where set."""
+    if config.label_smoothing and config.loss == "sparse_categorical_crossentropy":
+        from kbench.training.losses import SmoothedSparseCategoricalCrossentropy
+
+        return SmoothedSparseCategoricalCrossentropy(config.label_smoothing, from_logits=config.from_logits)
+    if config.label_smoothing:
+        return keras.losses.CategoricalCrossentropy(from_logits=config.from_logits, label_smoothing=config.label_smoothing)
     class_name = "".join(part.capitalize() for part in config.loss.split("_"))
     loss_class = getattr(keras.losses, class_name, None)
     if loss_class is None:
@@ -66,11 +79,13 @@ def make_loss(config: TrialConfig) -> keras.losses.Loss:
         return loss_class()
 
 
-def split_validation(data: Dataset, fraction: float) -> tuple[Split, Split]:
+def split_validation(data: Dataset, fraction: float) -> tuple[Split, Split | None]:
     """(train, validation): the data set's own validation split, else the last `fraction` of train
-    (as Keras's validation_split)."""
+    (as Keras's validation_split); no validation (None) for fraction 0 (train on every image)."""
     if data.val is not None:
         return data.train, data.val
+    if fraction == 0:
+        return data.train, None
     n_train = len(data.train)
     n_val = int(n_train * fraction)
     if n_val == 0:
@@ -116,13 +131,20 @@ def best_value(history: pd.DataFrame, monitor: str) -> float | None:
     return float(history[monitor].min() if monitor_mode(monitor) == "min" else history[monitor].max())
 
 
-def make_callbacks(config: TrialConfig, folder: TrialFolder, history: pd.DataFrame, num_classes: int
-                   ) -> list[keras.callbacks.Callback]:
+def make_callbacks(config: TrialConfig, folder: TrialFolder, history: pd.DataFrame, num_classes: int,
+                   test_accuracy: Callable[[], float] | None = None) -> list[keras.callbacks.Callback]:
     """Stock Keras callbacks (checkpoints made kill-safe), ordered so that a kill at any moment resumes
     consistently: the backup comes last, so an epoch counts as done only once its history row and
-    checkpoint are written."""
+    checkpoint are written. The lookahead comes before everything that reads the weights at an epoch's
+    end; the per-epoch test (`test_accuracy`, with test_every_epoch) before the history is written."""
+    recipe: list[keras.callbacks.Callback] = []
+    if config.lookahead != "none":
+        recipe.append(Lookahead(LOOKAHEAD_SCHEDULES[config.lookahead]))
+    if config.test_every_epoch and test_accuracy is not None:
+        recipe.append(EpochTest(test_accuracy))
     return [
         EpochTimer(),
+        *recipe,
         TerminateOnDivergence(num_classes),  # NaN, or a loss far above an untrained model's
         keras.callbacks.CSVLogger(str(folder.history_file), append=True),
         AtomicModelCheckpoint(
@@ -168,9 +190,15 @@ def train_trial(
     with devices.scope():
         with dtype_policy(config.precision):  # mixed precision: layers built here compute in bf16 / fp16
             model = build_model(config.model, input_shape(data, transform), data.num_classes, **config.model_options)
+            # A PatchWhitening layer (kbench.models.whitening) gets its filters from training patches.
+            if whitening_layers(model):
+                initialise_whitening(model, load_images(train, transform, np.arange(min(len(train), WHITENING_IMAGES))))
             if config.train_layers == "head":
                 model = freeze_backbone(model)
             model = with_float32_output(with_augmentation(model, config.augment, config.seed), config.precision)
+        if config.weight_decay_style == "coupled" and config.weight_decay:
+            apply_coupled_weight_decay(model, config.weight_decay)
+        evaluated = with_tta(model, config.tta)  # what predicts the test set: the model, or it under TTA
         loss = make_loss(config)
         model.compile(
             optimizer=loss_scaled(make_optimizer(config, math.ceil(len(train) / config.batch_size)), config.precision),
@@ -185,16 +213,20 @@ def train_trial(
             print(f"resuming {folder.name} after epoch {first_epoch}", flush=True)
         with EnergyMeter() as training_energy, PeakMemory() as training_memory:
             if first_epoch < config.epochs:
+                # multiple: batches padded for distribution=data_parallel's devices (kbench.training.distribution)
                 feed, steps_per_epoch = split_training_feed(
-                    train, transform, config.batch_size, config.seed, config.epochs, first_epoch
+                    train, transform, config.batch_size, config.seed, config.epochs, first_epoch, devices.count
                 )
                 model.fit(
-                    devices.even_batches(feed),
+                    feed,
                     steps_per_epoch=steps_per_epoch,
                     shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
-                    validation_data=devices.even_batches(evaluation_feed(val, transform, config.batch_size)),
+                    validation_data=None if val is None else evaluation_feed(
+                        val, transform, config.batch_size, multiple=devices.count),
                     epochs=config.epochs,
-                    callbacks=[*make_callbacks(config, folder, history, data.num_classes), *extra_callbacks],
+                    callbacks=[*make_callbacks(config, folder, history, data.num_classes,
+                                               lambda: test_accuracy(evaluated, data.test, transform, config.batch_size)),
+                               *extra_callbacks],
                     verbose=verbose,
                 )
             else:  # killed after the last epoch but before the metrics were written
@@ -204,15 +236,15 @@ def train_trial(
 
     history = folder.history()
     with EnergyMeter() as test_energy, PeakMemory() as test_memory:  # the test set, predicted once
-        logits = np.asarray(model.predict(evaluation_feed(data.test, transform, config.batch_size, labels=False), verbose=0))
+        logits = predict_logits(evaluated, data.test, transform, config.batch_size)
     test = test_results(config, loss, data.test.labels, logits, data.class_names)
     accelerator_mb, accelerator_note = peak_accelerator_memory_mb()
     trained_images = len(train) * (config.epochs - first_epoch)
     return (
-        summarize(config, history, data.num_classes, model.count_params(), len(train), len(val), len(data.test))
+        summarize(config, history, data.num_classes, model.count_params(), len(train), 0 if val is None else len(val), len(data.test))
         | test
         | group_metrics(config, data.test, logits.argmax(axis=1), data.num_classes)
-        | inference_latency(model, load_images(data.test, transform, np.arange(min(len(data.test), config.batch_size))),
+        | inference_latency(evaluated, load_images(data.test, transform, np.arange(min(len(data.test), config.batch_size))),
                             config.batch_size)
         | training_memory.metrics("train")
         | test_memory.metrics("test")
@@ -229,6 +261,16 @@ def train_trial(
             "compute_dtype": compute_dtype(model),  # what the layers really computed in
         }
     )
+
+
+def predict_logits(model: keras.Model, split: Split, transform: ImageTransform, batch_size: int) -> np.ndarray:
+    """The model's logits for every image of `split`, in order."""
+    return np.asarray(model.predict(evaluation_feed(split, transform, batch_size, labels=False), verbose=0))
+
+
+def test_accuracy(model: keras.Model, split: Split, transform: ImageTransform, batch_size: int) -> float:
+    """The accuracy of `model` on `split` now (the per-epoch test of test_every_epoch)."""
+    return scores.accuracy(split.labels, predict_logits(model, split, transform, batch_size).argmax(axis=1))
 
 
 def test_results(

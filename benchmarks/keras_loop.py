@@ -4,7 +4,7 @@
 
 Same data, batch order, batch size and optimiser settings as the native loops,
 built and compiled the way kbench.training.trial does (build_model,
-make_optimizer, make_loss, Model.compile) and fed by kbench's tf.data feed
+make_optimizer, make_loss, Model.compile) and fed by kbench's feed
 (fit with steps_per_epoch and shuffle=False). Keras's own epoch timer
 (kbench's EpochTimer) measures training only. The backend is $KERAS_BACKEND.
 Prints images/s per epoch and one JSON line at the end.
@@ -23,6 +23,7 @@ from kbench.config import TrialConfig
 from kbench.models import build_model
 from kbench.training.callbacks import EpochTimer
 from kbench.training.feed import training_feed
+from kbench.training.seeding import set_random_seed
 from kbench.training.trial import JIT, make_loss, make_optimizer
 
 
@@ -61,7 +62,7 @@ def main(argv=None) -> None:
         seed=args.seed,
         jit_compile=args.jit_compile,
     )
-    keras.utils.set_random_seed(config.seed)
+    set_random_seed(config.seed)  # as kbench's trials: no TensorFlow import on JAX and PyTorch
     model = build_model(config.model, data.x_train.shape[1:], common.NUM_CLASSES)
     feed, steps_per_epoch = training_feed(data.x_train, data.y_train, config.batch_size, config.seed, config.epochs)
     model.compile(

@@ -39,7 +39,7 @@ SCRIPT_PACKAGES = {
     "native_tf.py": "tensorflow",
     "native_jax.py": "jax",
     "native_torch.py": "torch",
-    # kbench's feed is tf.data on every backend, so TensorFlow is always needed.
+    # keras_loop.py needs only the backend it runs on (kbench's feed needs no TensorFlow on JAX or PyTorch).
     "keras_loop.py": os.environ.get("KERAS_BACKEND", "tensorflow"),
 }
 RUN_OPTIONS = ["--epochs", "1", "--train-subset", "512", "--test-subset", "1000"]

@@ -108,7 +108,7 @@ def test_feed_order_depends_only_on_seed_and_epoch():
     def labels(**kwargs):
         feed, steps = training_feed(x, y, batch_size=4, **kwargs)
         assert steps == 3
-        return [batch_labels.numpy().tolist() for _, batch_labels in feed]
+        return [np.asarray(batch_labels).tolist() for _, batch_labels in feed]
 
     fresh = labels(seed=3, epochs=3)
     assert len(fresh) == 9 and [len(b) for b in fresh[:3]] == [4, 4, 2]

@@ -2,8 +2,8 @@
 
 A `FileDataset` is what the folder-tree and Roboflow readers return
 (kbench.data.sources): per split, the image paths and their labels, plus the
-class order. Pixels are decoded only when a batch is needed, by the tf.data
-pipelines in kbench.data.pipeline, on every backend.
+class order. Pixels are decoded only when a batch is needed, by kbench's input
+feed (kbench.training.feed, with the steps of kbench.data.pipeline), on every backend.
 """
 
 from __future__ import annotations

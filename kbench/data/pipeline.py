@@ -1,13 +1,16 @@
 """Per-image preprocessing for images of any size: decode, resize, crop, flip.
 
-The steps are TensorFlow image ops inside the tf.data input pipeline, which
-kbench uses on every backend, so TensorFlow, JAX and PyTorch runs see the same
-pixels. Random steps are stateless and seeded by (trial seed, epoch, position
-in the epoch): a resumed trial gets the same crops as an uninterrupted one.
+The steps are Pillow and NumPy operations on uint8 pixels, run by kbench's
+input feed (kbench.training.feed) on every backend, so TensorFlow, JAX and
+PyTorch runs see the same pixels. Random steps draw from a NumPy generator
+keyed by (trial seed, epoch, position in the epoch) (`image_rng`): a resumed
+trial gets the same crops as an uninterrupted one.
 
-Outputs are float32 pixels in 0..255. Normalisation (ImageNet mean/std for
-resnet18/34, each application's own for keras.applications models) is the
-model's first layer, because it belongs to the weights the model carries.
+Outputs are uint8 pixels (a quarter of float32's bytes on their way to the
+device); the model casts them to its input dtype. Normalisation (ImageNet
+mean/std for resnet18/34, each application's own for keras.applications
+models) is the model's first layer, because it belongs to the weights the
+model carries.
 """
 
 from __future__ import annotations
@@ -66,55 +69,72 @@ def read_rgb(path: bytes | str) -> np.ndarray:
         raise KbenchError(f"cannot read image {name}: {error}; fix or remove it, or run with --skip-bad") from error
 
 
-def decode_file(path):
-    """tf.data step: a path tensor -> a uint8 HxWx3 image tensor."""
-    import tensorflow as tf
-
-    image = tf.numpy_function(read_rgb, [path], tf.uint8, stateful=False)
-    image.set_shape([None, None, 3])
-    return image
+def image_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
+    """The random generator of one training image: Philox keyed by (trial seed, epoch, position in the epoch)."""
+    return np.random.Generator(np.random.Philox(np.random.SeedSequence((seed, epoch, position))))
 
 
-def _resize(image, height, width):
-    import tensorflow as tf
+def _resize(image: np.ndarray, height: int, width: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Bilinear resize of a uint8 HxWxC image (of its `box` (left, top, right, bottom) only, if given).
 
-    return tf.image.resize(image, tf.stack([height, width]), method="bilinear", antialias=True)
+    Pillow's bilinear filter widens with the scale factor when it shrinks, so
+    downscaling is antialiased (as tf.image.resize(antialias=True), torchvision's
+    resize on PIL images).
+    """
+    from PIL import Image
+
+    grey = image.shape[-1] == 1  # Pillow takes grey images as HxW
+    source = Image.fromarray(image[..., 0] if grey else image)
+    resized = np.asarray(source.resize((width, height), Image.Resampling.BILINEAR, box=box))
+    return resized[..., np.newaxis] if grey else resized
 
 
-def evaluation_image(image, transform: ImageTransform):
-    """A uint8 image tensor -> the deterministic float32 model input."""
-    import tensorflow as tf
-
-    image = tf.cast(image, tf.float32)
+def evaluation_image(image: np.ndarray, transform: ImageTransform) -> np.ndarray:
+    """A uint8 HxWxC image -> the deterministic uint8 model input."""
     if transform.size is None:
         return image
     if transform.mode == RESIZE:
         return _resize(image, transform.size, transform.size)
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = round(transform.size * EVAL_RESIZE_RATIO) / tf.reduce_min(shape)
-    resized = _resize(image, tf.cast(tf.round(shape[0] * scale), tf.int32), tf.cast(tf.round(shape[1] * scale), tf.int32))
-    top = (tf.shape(resized)[0] - transform.size) // 2
-    left = (tf.shape(resized)[1] - transform.size) // 2
+    height, width = image.shape[:2]
+    scale = round(transform.size * EVAL_RESIZE_RATIO) / min(height, width)
+    resized = _resize(image, round(height * scale), round(width * scale))
+    top = (resized.shape[0] - transform.size) // 2
+    left = (resized.shape[1] - transform.size) // 2
     return resized[top : top + transform.size, left : left + transform.size]
 
 
-def training_image(image, transform: ImageTransform, seed):
-    """A uint8 image tensor -> a float32 training input; `seed` is a stateless [2] int seed."""
-    import tensorflow as tf
+def random_resized_crop_box(height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop.get_params: (top, left, crop height, crop width).
 
+    Up to 10 tries of an area fraction in CROP_AREA and a log-uniform aspect
+    ratio in CROP_ASPECT; if none fits, the center crop of the whole image
+    with its aspect ratio clamped to CROP_ASPECT.
+    """
+    area = height * width
+    log_ratio = np.log(CROP_ASPECT)
+    for _ in range(10):
+        target_area = area * rng.uniform(*CROP_AREA)
+        aspect = np.exp(rng.uniform(*log_ratio))
+        crop_width = int(round(np.sqrt(target_area * aspect)))
+        crop_height = int(round(np.sqrt(target_area / aspect)))
+        if 0 < crop_width <= width and 0 < crop_height <= height:
+            top = int(rng.integers(0, height - crop_height + 1))
+            left = int(rng.integers(0, width - crop_width + 1))
+            return top, left, crop_height, crop_width
+    ratio = width / height
+    if ratio < CROP_ASPECT[0]:
+        crop_width, crop_height = width, int(round(width / CROP_ASPECT[0]))
+    elif ratio > CROP_ASPECT[1]:
+        crop_height, crop_width = height, int(round(height * CROP_ASPECT[1]))
+    else:
+        crop_height, crop_width = height, width
+    return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
+
+
+def training_image(image: np.ndarray, transform: ImageTransform, rng: np.random.Generator) -> np.ndarray:
+    """A uint8 HxWxC image -> a uint8 training input; `rng` draws the crop, then the flip."""
     if transform.mode == RESIZE:
         return evaluation_image(image, transform)
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    start, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image),
-        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-        seed=seeds[0],
-        min_object_covered=0.0,
-        aspect_ratio_range=CROP_ASPECT,
-        area_range=CROP_AREA,
-        max_attempts=10,
-        use_image_if_no_bounding_boxes=True,
-    )
-    crop = tf.slice(image, start, size)
-    resized = _resize(tf.cast(crop, tf.float32), transform.size, transform.size)
-    return tf.image.stateless_random_flip_left_right(resized, seeds[1])
+    top, left, crop_height, crop_width = random_resized_crop_box(*image.shape[:2], rng)
+    crop = _resize(image, transform.size, transform.size, box=(left, top, left + crop_width, top + crop_height))
+    return crop[:, ::-1] if rng.random() < 0.5 else crop

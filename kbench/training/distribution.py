@@ -11,13 +11,13 @@ devices=1.
 - JAX: `keras.distribution.DataParallel` over `keras.distribution.list_devices()`
   (the GPUs or TPUs, else the CPU devices), made current with its `scope()`
   while the model is built, compiled, trained and its weights (re)loaded. Keras
-  then shards each batch of kbench's tf.data feed across the devices
+  then shards each batch of kbench's feed across the devices
   (`jax.make_array_from_process_local_data`), which fails on a batch that does
   not divide evenly, such as an epoch's partial last one.
 - TensorFlow: `tf.distribute.MirroredStrategy` over the logical GPUs, else the
   logical CPU devices. The model and its optimizer are created in the
   strategy's scope (Keras's TF trainer keeps the strategy it was built under,
-  and so does the optimizer); `fit` hands the tf.data feed to
+  and so does the optimizer); `fit` hands the feed (tf.data on TensorFlow) to
   `strategy.experimental_distribute_dataset`, which splits each global batch
   across the replicas (checked: kbench's feed of 64-batches gives 32 + 32, an
   epoch's last 12 give 6 + 6, epochs stay apart). Keras's `evaluate` reduces
@@ -28,7 +28,7 @@ devices=1.
   would work instead (`check_backend`, called by config validation, and again
   when a trial starts).
 
-Hence, on both backends, `Devices.even_batches` pads a training or validation
+Hence, on both backends, kbench's feed (`multiple=Devices.count`, kbench.training.feed) pads a training or validation
 batch whose size the device count does not divide with repeats of its own rows
 at sample weight 0, and the metrics are compiled as `weighted_metrics` (same
 names): padded rows count in no gradient and no accuracy, only in the divisor
@@ -74,6 +74,8 @@ def check_backend(distribution: str) -> None:
     Config validation calls it before anything else in kbench runs a TensorFlow op (its optimizer check does),
     so on TensorFlow it also applies KBENCH_VIRTUAL_DEVICES here, while it still can.
     """
+    if distribution == NONE and not os.environ.get(VIRTUAL_DEVICES):
+        return  # nothing to check, and Keras need not be imported (kbench results, a bad --set: fast answers)
     import keras
 
     backend = keras.backend.backend()
@@ -107,15 +109,8 @@ class Devices:
 
     def compile_metrics(self, metrics: list[str]) -> dict[str, list[str]]:
         """Model.compile's metrics argument: `metrics` on one device; on several, `weighted_metrics` (same names in
-        the logs), so that the rows `even_batches` adds at weight 0 count in no accuracy."""
+        the logs), so that the rows the feed pads with at weight 0 count in no accuracy."""
         return {"metrics": metrics} if self.count == 1 else {"weighted_metrics": metrics}
-
-    def even_batches(self, dataset):
-        """The tf.data `dataset` of (images, labels) batches as the devices take it: unchanged on one device, else
-        with each batch padded to a multiple of `count` rows, the padding at sample weight 0."""
-        if self.count == 1:
-            return dataset
-        return dataset.map(_padder(self.count))
 
 
 def trial_devices(config: TrialConfig) -> Devices:
@@ -216,22 +211,3 @@ def _check_virtual_devices_jax() -> None:
             f"{VIRTUAL_DEVICES}={count}, but JAX has {jax.device_count()} CPU device(s): JAX reads its CPU device count "
             f"once, when it is imported; start the process with XLA_FLAGS=--xla_force_host_platform_device_count={count}"
         )
-
-
-def _padder(multiple: int):
-    """A tf.data map function: (images, labels) -> (images, labels, weights) with `multiple` dividing the rows."""
-    import tensorflow as tf
-
-    def pad(images, labels):
-        size = tf.shape(images)[0]
-        extra = (multiple - size % multiple) % multiple
-        weights = tf.concat([tf.ones([size], tf.float32), tf.zeros([extra], tf.float32)], axis=0)
-
-        def padded():
-            rows = tf.concat([tf.range(size), tf.range(extra) % tf.maximum(size, 1)], axis=0)
-            return tf.gather(images, rows), tf.gather(labels, rows)
-
-        even_images, even_labels = tf.cond(extra > 0, padded, lambda: (images, labels))
-        return even_images, even_labels, weights
-
-    return pad

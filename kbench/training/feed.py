@@ -1,29 +1,44 @@
-"""Training batches whose order depends only on (seed, epoch).
+"""Training and evaluation batches, the same pixels on every backend, without TensorFlow on JAX and PyTorch.
 
 Keras shuffles arrays with backend RNG state that a resumed process does not
-have. Here the order of epoch e is `epoch_order(seed, e)`, and one tf.data
-pipeline spans all remaining epochs (fit is given `steps_per_epoch` and
+have. Here the order of epoch e is `epoch_order(seed, e)`, and one stream of
+batches spans all remaining epochs (fit is given `steps_per_epoch` and
 `shuffle=False`), so a trial resumed at epoch k sees exactly the batches an
-uninterrupted run would, and its results match.
+uninterrupted run would, and its results match. Random per-image steps
+(kbench.data.pipeline) are keyed by (trial seed, epoch, position in epoch).
 
-tf.data is used on every backend: measured with benchmarks/feed_bench.py on a
-2-core CPU (A3 CNN, batch 128), it fed JAX and PyTorch about as fast as Keras's
-own array path and 15-35 % faster than a `keras.utils.PyDataset` of NumPy
-batches (on TensorFlow, 1.8x the PyDataset).
+Batch k is a pure function of its index (`TrainingBatches`, `EvaluationBatches`:
+NumPy, Pillow), so any thread may compute it: `prefetched` keeps `FEED_THREADS`
+background threads `PREFETCH` batches ahead of the training step (Pillow's
+decode and resize and NumPy's gathers release the GIL). Images stay uint8 until
+the model's input layer casts them. How Keras is handed the batches is the
+only backend-specific part (`_keras_input`): a Python generator (training) or
+a `keras.utils.PyDataset` with worker threads (evaluation, re-read every epoch)
+on JAX and PyTorch; on TensorFlow, both wrapped by `tf.data.Dataset.from_generator`
+(whose batch dimension must be left open for an epoch's partial last batch).
+Measured against tf.data, PyDataset and torch's DataLoader with
+benchmarks/feed_bench.py (BENCHMARKS.md, "Input feed without TensorFlow").
 """
 
 from __future__ import annotations
 
+import collections
+import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 
 import keras
 import numpy as np
 
 from kbench.data.dataset import ArraySplit
 from kbench.data.files import FileSplit
-from kbench.data.pipeline import ImageTransform, decode_file, evaluation_image, training_image
+from kbench.data.pipeline import ImageTransform, evaluation_image, image_rng, read_rgb, training_image
 
 Split = ArraySplit | FileSplit
+FEED_THREADS = max(2, min(8, os.cpu_count() or 1))  # batches computed at once
+PREFETCH = 2 * FEED_THREADS  # batches ready or in the making ahead of the step
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
@@ -31,88 +46,159 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size)
 
 
-def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: int, first_epoch: int = 0):
-    """(tf.data pipeline of float32 image and label batches for epochs first_epoch..epochs-1, steps per epoch).
+def _pixels(split: Split, transform: ImageTransform, rows: np.ndarray, seeds: tuple[int, int, np.ndarray] | None
+            ) -> np.ndarray:
+    """uint8 NHWC model inputs of `rows`; `seeds` (trial seed, epoch, positions) for training's random steps."""
+    if isinstance(split, ArraySplit) and not transform.per_image:
+        return split.images[rows]  # resized up front: a gather, no per-image work
+
+    def image(i: int, row: int) -> np.ndarray:
+        pixels = read_rgb(split.paths[row]) if isinstance(split, FileSplit) else split.images[row]
+        if seeds is None:
+            return evaluation_image(pixels, transform)
+        seed, epoch, positions = seeds
+        return training_image(pixels, transform, image_rng(seed, epoch, int(positions[i])))
+
+    return np.stack([image(i, int(row)) for i, row in enumerate(rows)])
+
+
+def _even(batch: tuple[np.ndarray, np.ndarray], multiple: int) -> tuple[np.ndarray, ...]:
+    """(images, labels) as `multiple` devices take it: unchanged for one, else padded to a multiple of rows with
+    repeats of its own rows at sample weight 0 (kbench.training.distribution)."""
+    if multiple == 1:
+        return batch
+    images, labels = batch
+    size = len(labels)
+    extra = -size % multiple
+    rows = np.concatenate([np.arange(size), np.arange(extra) % max(size, 1)])
+    weights = np.concatenate([np.ones(size, np.float32), np.zeros(extra, np.float32)])
+    return images[rows], labels[rows], weights
+
+
+class TrainingBatches:
+    """Batch k of the training epochs first_epoch..epochs-1: batch k % steps of epoch first_epoch + k // steps.
 
     Every epoch ends with its own partial batch, so epochs never mix.
     """
-    tf = _tensorflow()
-    orders = np.stack([epoch_order(seed, e, len(x)) for e in range(first_epoch, epochs)])
-    images, labels = tf.constant(x), tf.constant(y)
-    pipeline = (
-        tf.data.Dataset.from_tensor_slices(orders)
-        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-        .map(
-            lambda rows: (tf.cast(tf.gather(images, rows), tf.float32), tf.gather(labels, rows)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    return pipeline, math.ceil(len(x) / batch_size)
+
+    def __init__(self, split: Split, transform: ImageTransform, batch_size: int, seed: int, epochs: int,
+                 first_epoch: int = 0, multiple: int = 1):
+        self.split, self.transform, self.batch_size, self.seed = split, transform, batch_size, seed
+        self.first_epoch, self.multiple = first_epoch, multiple
+        self.steps_per_epoch = math.ceil(len(split) / batch_size)
+        self.count = self.steps_per_epoch * max(epochs - first_epoch, 0)
+        # Threads work on neighbouring batches: the current epoch's order (and the next's) are all they need.
+        self._order = functools.lru_cache(maxsize=2)(lambda epoch: epoch_order(seed, epoch, len(split)))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, ...]:
+        if not 0 <= k < self.count:
+            raise IndexError(k)
+        epoch, step = self.first_epoch + k // self.steps_per_epoch, k % self.steps_per_epoch
+        positions = np.arange(step * self.batch_size, min((step + 1) * self.batch_size, len(self.split)))
+        rows = self._order(epoch)[positions]
+        images = _pixels(self.split, self.transform, rows, (self.seed, epoch, positions))
+        return _even((images, self.split.labels[rows]), self.multiple)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
+        return prefetched(self)
 
 
-def _tensorflow():
-    import tensorflow as tf
+class EvaluationBatches:
+    """The batches of a split in its own order, deterministic preprocessing (validation, test, predict)."""
 
-    if keras.backend.backend() != "tensorflow":
-        # Only the input pipeline runs in TensorFlow here: keep it off the GPU.
-        tf.config.set_visible_devices([], "GPU")
-    return tf
+    def __init__(self, split: Split, transform: ImageTransform, batch_size: int, labels: bool = True,
+                 multiple: int = 1):
+        self.split, self.transform, self.batch_size = split, transform, batch_size
+        self.labels, self.multiple = labels, multiple
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.split) / self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        rows = np.arange(i * self.batch_size, min((i + 1) * self.batch_size, len(self.split)))
+        images = _pixels(self.split, self.transform, rows, None)
+        if not self.labels:
+            return (images,)
+        return _even((images, self.split.labels[rows]), self.multiple)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
+        return prefetched(self)
 
 
-def _image_reader(split: Split):
-    """A tf function: row index -> uint8 image tensor of that row."""
-    tf = _tensorflow()
-    if isinstance(split, FileSplit):
-        paths = tf.constant(split.paths)
-        return lambda row: decode_file(tf.gather(paths, row))
-    images = tf.constant(split.images)
-    return lambda row: tf.gather(images, row)
+def prefetched(batches, threads: int = FEED_THREADS, ahead: int = PREFETCH) -> Iterator:
+    """batches[0], batches[1], ... in order, computed by `threads` background threads up to `ahead` batches ahead.
+
+    An error in a batch is raised here, at that batch. Closing the generator (or dropping it) stops the threads
+    after the batches already started.
+    """
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="kbench-feed")
+    pending: collections.deque = collections.deque()
+    try:
+        for index in range(len(batches)):
+            pending.append(pool.submit(batches.__getitem__, index))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=False)
+
+
+class _KerasBatches(keras.utils.PyDataset):
+    """Evaluation batches for Keras on JAX and PyTorch: re-read each epoch, `FEED_THREADS` threads ahead."""
+
+    def __init__(self, batches: EvaluationBatches):
+        super().__init__(workers=FEED_THREADS, use_multiprocessing=False, max_queue_size=PREFETCH)
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        return self.batches[i]
+
+
+def _keras_input(batches: TrainingBatches | EvaluationBatches):
+    """`batches` as model.fit / evaluate / predict take them on the current backend."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        first = batches[0]
+        # The batch dimension stays open: an epoch's last batch is smaller than the first one.
+        signature = tuple(tf.TensorSpec((None, *part.shape[1:]), tf.as_dtype(part.dtype)) for part in first)
+        dataset = tf.data.Dataset.from_generator(lambda: prefetched(batches), output_signature=signature)
+        # A known length: Keras then stops at the last batch instead of running into its end and warning.
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
+    if isinstance(batches, TrainingBatches):
+        return prefetched(batches)
+    return _KerasBatches(batches)
+
+
+def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: int, first_epoch: int = 0):
+    """(uint8 image and label batches of in-memory arrays for epochs first_epoch..epochs-1 as Keras takes them,
+    steps per epoch)."""
+    return split_training_feed(ArraySplit(x, y), ImageTransform(), batch_size, seed, epochs, first_epoch)
 
 
 def split_training_feed(split: Split, transform: ImageTransform, batch_size: int, seed: int, epochs: int,
-                        first_epoch: int = 0):
-    """`training_feed` for any split: in-memory images a batch at a time, files (or per-image
-    random crops) one image at a time, decoded in parallel and batched per epoch."""
-    if isinstance(split, ArraySplit) and not transform.per_image:
-        return training_feed(split.images, split.labels, batch_size, seed, epochs, first_epoch)
-    tf = _tensorflow()
-    read, labels = _image_reader(split), tf.constant(split.labels)
-
-    def example(epoch, row, position):
-        # Stateless seed from (trial seed, epoch, position): the same crop after a resume.
-        image_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + epoch, position])
-        return training_image(read(row), transform, image_seed), tf.gather(labels, row)
-
-    def one_epoch(epoch, order):
-        positions = tf.range(tf.shape(order, out_type=tf.int64)[0])
-        return (
-            tf.data.Dataset.from_tensor_slices((order, positions))
-            .map(lambda row, position: example(epoch, row, position), num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size)
-        )
-
-    epoch_numbers = np.arange(first_epoch, epochs, dtype=np.int64)
-    orders = np.stack([epoch_order(seed, e, len(split)) for e in epoch_numbers]).astype(np.int64)
-    pipeline = tf.data.Dataset.from_tensor_slices((epoch_numbers, orders)).flat_map(one_epoch)
-    return pipeline.prefetch(tf.data.AUTOTUNE), math.ceil(len(split) / batch_size)
+                        first_epoch: int = 0, multiple: int = 1):
+    """`training_feed` for any split: in-memory images a gather per batch; files (or per-image random crops) one
+    image at a time. `multiple`: the devices of distribution=data_parallel, each batch padded for them."""
+    batches = TrainingBatches(split, transform, batch_size, seed, epochs, first_epoch, multiple)
+    return _keras_input(batches), batches.steps_per_epoch
 
 
-def evaluation_feed(split: Split, transform: ImageTransform, batch_size: int, labels: bool = True):
-    """tf.data batches of a split in its own order, deterministic preprocessing (validation, test, predict)."""
-    tf = _tensorflow()
-    if isinstance(split, ArraySplit) and not transform.per_image:
-        images = tf.data.Dataset.from_tensor_slices(split.images).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
-    else:
-        read = _image_reader(split)
-        images = (
-            tf.data.Dataset.range(len(split))
-            .map(lambda row: evaluation_image(read(row), transform), num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size)
-        )
-    if labels:
-        images = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(split.labels).batch(batch_size))
-    return images.prefetch(tf.data.AUTOTUNE)
+def evaluation_feed(split: Split, transform: ImageTransform, batch_size: int, labels: bool = True,
+                    multiple: int = 1):
+    """Batches of a split in its own order as Keras's evaluate / predict (or fit's validation_data) take them."""
+    return _keras_input(EvaluationBatches(split, transform, batch_size, labels, multiple))
 
 
 def load_images(split: Split, transform: ImageTransform, rows: np.ndarray | None = None) -> np.ndarray:
@@ -120,7 +206,7 @@ def load_images(split: Split, transform: ImageTransform, rows: np.ndarray | None
     chosen = split if rows is None else split.take(np.asarray(rows, dtype=np.int64))
     if isinstance(chosen, ArraySplit) and not transform.per_image:
         return chosen.images
-    batches = [np.asarray(batch) for batch in evaluation_feed(chosen, transform, 64, labels=False)]
+    batches = [images for images, in EvaluationBatches(chosen, transform, 64, labels=False)]
     if not batches:
         return np.zeros((0, transform.size, transform.size, 3), np.uint8)
-    return np.clip(np.round(np.concatenate(batches)), 0, 255).astype(np.uint8)
+    return np.concatenate(batches)

@@ -28,6 +28,7 @@ from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
 from kbench.training.feed import Split, evaluation_feed, load_images, split_training_feed
 from kbench.training.precision import compute_dtype, dtype_policy, loss_scaled, with_float32_output
+from kbench.training.seeding import set_random_seed
 from kbench.training.tensorboard import EpochSummaries
 from kbench.training.lookahead import SCHEDULES as LOOKAHEAD_SCHEDULES, Lookahead
 from kbench.training.recipe import freeze_backbone, learning_rate, with_augmentation
@@ -180,7 +181,7 @@ def train_trial(
     devices = trial_devices(config)  # data_parallel where it cannot train: refused before any file is written
     identity = trial_identity(config, data_fingerprint or fingerprint_of(data))
     folder.start(identity, config.to_dict(), describe_environment())
-    keras.utils.set_random_seed(config.seed)
+    set_random_seed(config.seed)  # without importing TensorFlow on JAX and PyTorch
 
     data, transform = prepared(data, config)
     folder.write_classes(data.class_names)

@@ -1,0 +1,139 @@
+"""The per-image steps (kbench.data.pipeline) and the batch feed (kbench.training.feed): NumPy and Pillow only."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kbench.data.dataset import ArraySplit
+from kbench.data.files import FileSplit
+from kbench.data.pipeline import (
+    CROP_AREA,
+    CROP_ASPECT,
+    ImageTransform,
+    evaluation_image,
+    image_rng,
+    random_resized_crop_box,
+    training_image,
+)
+from kbench.training.feed import EvaluationBatches, TrainingBatches, epoch_order, prefetched
+
+
+def test_random_resized_crop_follows_torchvision_ranges():
+    areas, aspects = [], []
+    for position in range(2000):
+        top, left, height, width = random_resized_crop_box(400, 400, image_rng(0, 0, position))
+        assert 0 <= top <= 400 - height and 0 <= left <= 400 - width
+        areas.append(height * width / 400**2)
+        aspects.append(width / height)
+    # Rounding to whole pixels moves the bounds by a hair.
+    assert CROP_AREA[0] - 0.01 <= min(areas) and max(areas) <= CROP_AREA[1]
+    assert CROP_ASPECT[0] - 0.02 <= min(aspects) and max(aspects) <= CROP_ASPECT[1] + 0.02
+    assert 0.4 < np.mean(areas) < 0.65  # uniform area fractions, the large ones often rejected
+    assert np.mean(np.array(aspects) > 1) == pytest.approx(0.5, abs=0.06)  # log-uniform around 1 (a square image rejects neither kind more)
+
+
+def test_random_resized_crop_falls_back_to_a_clamped_center_crop():
+    # A 1 x 100 strip: no crop of aspect 3/4..4/3 fits, so the whole height at aspect 4/3, centred.
+    assert random_resized_crop_box(1, 100, image_rng(0, 0, 0)) == (0, 49, 1, 1)
+
+
+def test_training_crops_are_keyed_by_seed_epoch_and_position():
+    image = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    transform = ImageTransform(16, "imagenet")
+
+    def crop(seed, epoch, position):
+        return training_image(image, transform, image_rng(seed, epoch, position))
+
+    first = crop(1, 2, 3)
+    assert first.shape == (16, 16, 3) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, crop(1, 2, 3))
+    for other in [(1, 2, 4), (1, 3, 3), (2, 2, 3)]:
+        assert not np.array_equal(first, crop(*other)), other
+
+
+def test_half_the_training_images_are_flipped():
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:, :4] = 255  # white left half: flipped, the left column is black
+    transform = ImageTransform(8, "imagenet")
+    # A crop of the whole image keeps the halves apart; each position's generator decides crop and flip.
+    flips = []
+    for position in range(400):
+        rng = image_rng(0, 0, position)
+        top, left, height, width = random_resized_crop_box(8, 8, image_rng(0, 0, position))
+        out = training_image(image, transform, rng)
+        if left == 0 and width == 8:
+            flips.append(out[:, 0].mean() < out[:, -1].mean())
+    assert len(flips) > 10 and 0.25 < np.mean(flips) < 0.75
+
+
+def test_downscaling_is_antialiased():
+    checkerboard = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    image = np.repeat(checkerboard[..., np.newaxis], 3, axis=2)
+    small = evaluation_image(image, ImageTransform(8, "resize"))
+    assert small.shape == (8, 8, 3) and np.abs(small.astype(float) - 127.5).max() < 10  # grey, not aliased 0/255
+
+
+def test_grey_in_memory_images_keep_their_channel():
+    image = np.arange(100, dtype=np.uint8).reshape(10, 10, 1)
+    assert evaluation_image(image, ImageTransform(5, "imagenet")).shape == (5, 5, 1)
+    assert training_image(image, ImageTransform(5, "imagenet"), image_rng(0, 0, 0)).shape == (5, 5, 1)
+
+
+def test_training_batches_follow_the_epoch_order_and_keep_uint8():
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    batches = TrainingBatches(ArraySplit(x, np.arange(10)), ImageTransform(), 4, seed=3, epochs=2)
+    assert len(batches) == 6 and batches.steps_per_epoch == 3
+    images, labels = batches[4]  # epoch 1, its second batch
+    np.testing.assert_array_equal(labels, epoch_order(3, 1, 10)[4:8])
+    assert images.dtype == np.uint8 and images.ravel().tolist() == labels.tolist()
+    with pytest.raises(IndexError):
+        batches[6]
+
+
+def test_file_batches_decode_crop_and_pad_for_several_devices(tmp_path):
+    paths = []
+    for i in range(5):
+        Image.fromarray(np.full((20 + i, 30, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    split = FileSplit(tuple(paths), np.arange(5))
+    train = TrainingBatches(split, ImageTransform(8, "imagenet"), 4, seed=0, epochs=1, multiple=2)
+    images, labels, weights = train[1]  # the epoch's last image, padded with itself at weight 0
+    assert images.shape == (2, 8, 8, 3) and labels[0] == labels[1] and weights.tolist() == [1, 0]
+    assert (images == 40 * labels[0]).all()
+    evaluation = EvaluationBatches(split, ImageTransform(8, "resize"), 4, labels=False)
+    (first,), (second,) = evaluation[0], evaluation[1]
+    assert first.shape == (4, 8, 8, 3) and second.shape == (1, 8, 8, 3) and (second == 160).all()
+
+
+class Recorded:
+    """Batches that say which thread made them, one of them broken."""
+
+    def __init__(self, count, broken=None):
+        self.count, self.broken, self.threads = count, broken, set()
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        self.threads.add(threading.current_thread().name)
+        if i == self.broken:
+            raise ValueError(f"batch {i} is broken")
+        return i
+
+
+def test_prefetched_batches_come_in_order_from_background_threads():
+    batches = Recorded(50)
+    assert list(prefetched(batches, threads=3, ahead=6)) == list(range(50))
+    assert batches.threads and all(name.startswith("kbench-feed") for name in batches.threads)
+
+
+def test_a_broken_batch_raises_where_it_is_taken():
+    taken = []
+    with pytest.raises(ValueError, match="batch 7 is broken"):
+        for i in prefetched(Recorded(20, broken=7)):
+            taken.append(i)
+    assert taken == list(range(7))

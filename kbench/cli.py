@@ -47,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(run)
     run.add_argument("--data-dir", type=Path, default=None,
                      help="folder with local data-set files (default: $KBENCH_DATA_DIR, else download)")
-    run.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
+    talk = run.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", dest="verbose", action="store_const", const=0, default=1,
+                      help="print only errors and the run's summary (same as --verbose 0)")
+    talk.add_argument("-v", "--verbose", type=int, nargs="?", const=2, default=1, choices=(0, 1, 2), metavar="LEVEL",
+                      help="0: as --quiet; 1 (default): a line per trial with the grid's time left, a progress bar per "
+                      "epoch on a terminal and a line per epoch (time, images/s, losses, accuracies); "
+                      "2 (--verbose alone): also each trial's settings and the frameworks' own log messages")
     scale = run.add_argument_group("parallel trials on Ray (pip install 'kbench[ray]')")
     scale.add_argument("--workers", type=int, default=None, metavar="N",
                        help="train N trials at a time, each in its own process, on a local Ray instance "
@@ -401,16 +407,20 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
     warnings.formatwarning = _format_warning
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", 1) < 2:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
     try:
         return COMMANDS[args.command](args)
     except KbenchError as error:
         print(f"kbench: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("kbench: interrupted; finished trials are kept, run the same command to resume", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"kbench: interrupted{f' ({interrupt})' if str(interrupt) else ''}; finished trials and epochs are "
+              "kept", file=sys.stderr)
+        if args.command == "run":
+            print(f"kbench: resume with: {_command('run', args)}", file=sys.stderr)
         return 130
 
 

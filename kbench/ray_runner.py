@@ -112,7 +112,7 @@ def run_on_ray(
     data_dir: Path | None,
     backend: str,
     options: RayOptions,
-    verbose: int = 2,
+    verbose: int = 1,  # kbench.training.progress.NORMAL
     command: str = "",
 ) -> RunOutcome:
     """Train every unfinished trial of the run on Ray Tune, `options.workers` at a time, then evaluate the

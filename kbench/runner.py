@@ -11,6 +11,7 @@ skipped; left unfinished by a holder that died, they are trained here.
 from __future__ import annotations
 
 import errno
+import json
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +24,7 @@ from kbench.data import load_dataset
 from kbench.errors import KbenchError
 from kbench.results.store import RunStore, ensure_writable, legacy_note, run_name
 from kbench.results.trial_folder import Evaluation, Status, TrialFolder
+from kbench.training.progress import NORMAL, VERBOSE, GridClock
 
 # An OSError with one of these while writing results means the logs folder, not the trial, is at fault.
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -154,15 +156,18 @@ def run_experiment(
     overrides: Overrides,
     logs_dir: Path,
     data_dir: Path | None = None,
-    verbose: int = 2,
+    verbose: int = NORMAL,
     command: str = "",
 ) -> RunOutcome:
-    """Train every unfinished grid point of `experiment`, one at a time, and evaluate the run's best trial."""
+    """Train every unfinished grid point of `experiment`, one at a time, and evaluate the run's best trial.
+
+    verbose: kbench.training.progress's QUIET, NORMAL or VERBOSE."""
     run = prepare_run(experiment, overrides, logs_dir, data_dir, current_backend(), command)
     outcome = RunOutcome(run.store)
+    clock = GridClock.for_trials([config.epochs for config, folder, *_ in run.jobs() if not folder.is_finished()])
     waiting = []
     for config, folder, loaded, label in run.jobs():
-        attempt = attempt_trial(config, folder, loaded, run.plan.grid_keys, label, verbose, block=False)
+        attempt = attempt_trial(config, folder, loaded, run.plan.grid_keys, label, verbose, block=False, clock=clock)
         if attempt is Attempt.BUSY:
             print(f"{label}: claimed by another process; coming back to it after the others", flush=True)
             waiting.append((config, folder, loaded, label))
@@ -170,7 +175,8 @@ def run_experiment(
             count_attempt(outcome, attempt, folder)
     for config, folder, loaded, label in waiting:
         print(f"{label}: waiting for the other process to finish it", flush=True)
-        count_attempt(outcome, attempt_trial(config, folder, loaded, run.plan.grid_keys, label, verbose, block=True), folder)
+        attempt = attempt_trial(config, folder, loaded, run.plan.grid_keys, label, verbose, block=True, clock=clock)
+        count_attempt(outcome, attempt, folder)
     return finish_run(run, outcome)
 
 
@@ -189,14 +195,15 @@ def count_attempt(outcome: RunOutcome, attempt: Attempt, folder: TrialFolder) ->
 
 def attempt_trial(
     config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_keys: list[str], label: str, verbose: int,
-    block: bool, callbacks: list = (),
+    block: bool, callbacks: list = (), clock: GridClock | None = None,
 ) -> Attempt:
     """Claim the trial and train it, unless it is finished; BUSY when another process holds it
     (only when not `block`ing). The one way a trial is trained, in a plain run and on Ray alike."""
     from filelock import Timeout
 
     if folder.is_finished():
-        print(f"{label}: finished earlier, skipped", flush=True)
+        if verbose >= NORMAL:
+            print(f"{label}: finished earlier, skipped", flush=True)
         return Attempt.SKIPPED
     claim = folder.lock()
     try:
@@ -205,23 +212,30 @@ def attempt_trial(
         return Attempt.BUSY
     try:
         if folder.is_finished():
-            print(f"{label}: finished by another process, skipped", flush=True)
+            if verbose >= NORMAL:
+                print(f"{label}: finished by another process, skipped", flush=True)
+            if clock is not None:
+                clock.dropped(config.epochs, started=False)
             return Attempt.SKIPPED
         folder.record_claim()
-        return _train(config, folder, loaded, grid_keys, label, verbose, callbacks)
+        return _train(config, folder, loaded, grid_keys, label, verbose, callbacks, clock)
     finally:
         claim.release()
 
 
 def _train(config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_keys: list[str], label: str,
-           verbose: int, callbacks: list) -> Attempt:
+           verbose: int, callbacks: list, clock: GridClock | None = None) -> Attempt:
     from kbench.reports.tensorboard_summaries import write_hparams
     from kbench.training.trial import train_trial
 
-    print(f"{label}: training", flush=True)
+    if verbose >= NORMAL:
+        print(f"{label}: training{f' ({clock.time_left()})' if clock is not None else ''}", flush=True)
+    if verbose >= VERBOSE:
+        print(f"  settings: {json.dumps(config.to_dict(), default=str)}", flush=True)
+    epochs_before, trials_before = (clock.epochs_left, clock.trials_left) if clock is not None else (0, 0)
     try:
         metrics = train_trial(config, loaded.data, folder, verbose=verbose, data_fingerprint=loaded.fingerprint,
-                              extra_callbacks=callbacks)
+                              extra_callbacks=callbacks, clock=clock)
         write_hparams(folder, config, grid_keys, metrics)
         folder.finish(metrics | {"trial": folder.name, "config": config.to_dict(), "data_fingerprint": loaded.fingerprint})
     except Exception as error:  # one broken grid point must not stop the grid
@@ -229,6 +243,8 @@ def _train(config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_ke
         # A KbenchError (e.g. pretrained weights missing offline) is the user's to fix: its message is enough.
         report = str(error) if isinstance(error, KbenchError) else traceback.format_exc()
         path = folder.record_error(report)
+        if clock is not None:  # the epochs it will not train now
+            clock.dropped(config.epochs - (epochs_before - clock.epochs_left), started=clock.trials_left < trials_before)
         print(f"{label}: FAILED ({type(error).__name__}: {error}); see {path}", flush=True)
         return Attempt.FAILED
     test_accuracy = metrics.get("test_accuracy")

@@ -32,7 +32,7 @@ def test_list_names_each_experiment_with_a_description(capsys):
 
 
 def test_quickstart_quick_runs_end_to_end_and_is_not_redone(capsys, logs_dir):
-    code, out, _ = run_cli(capsys, "run", "quickstart", "--quick", "--logs-dir", str(logs_dir), "--verbose", "0")
+    code, out, _ = run_cli(capsys, "run", "quickstart", "--quick", "--logs-dir", str(logs_dir), "--quiet")
     assert code == 0, out
     assert "trained 4, skipped 0" in out and "kbench: backend" in out
     root = next((logs_dir / "quickstart-quick").iterdir())
@@ -48,7 +48,7 @@ def test_quickstart_quick_runs_end_to_end_and_is_not_redone(capsys, logs_dir):
     assert summary["misclassified"] == len(pd.read_csv(evaluation / "misclassified.csv"))
     assert summary["checkpoint_test_accuracy"] == pytest.approx(1 - summary["misclassified"] / summary["n_test"])
 
-    code, out, _ = run_cli(capsys, "run", "quickstart", "--quick", "--logs-dir", str(logs_dir), "--verbose", "0")
+    code, out, _ = run_cli(capsys, "run", "quickstart", "--quick", "--logs-dir", str(logs_dir), "--quiet")
     assert code == 0 and "trained 0, skipped 4" in out
 
     code, out, _ = run_cli(capsys, "results", "quickstart", "--quick", "--logs-dir", str(logs_dir), "--format", "csv")
@@ -60,7 +60,7 @@ def test_quickstart_quick_runs_end_to_end_and_is_not_redone(capsys, logs_dir):
 
     # A second run with other overrides has its own record, best trial and commands; the first is untouched.
     overrides = ["--set", "learning_rate=0.003", "--grid", "optimizer=adam"]
-    code, out, _ = run_cli(capsys, "run", "quickstart", *overrides, "--quick", "--logs-dir", str(logs_dir), "--verbose", "0")
+    code, out, _ = run_cli(capsys, "run", "quickstart", *overrides, "--quick", "--logs-dir", str(logs_dir), "--quiet")
     assert code == 0 and "trained 2, skipped 0" in out
     for command in ("results", "report", "tensorboard"):
         expected = f"kbench {command} quickstart --set learning_rate=0.003 --grid optimizer=adam --quick --logs-dir {logs_dir}"
@@ -123,9 +123,9 @@ def results_csv(logs_dir) -> pd.DataFrame:
 def test_sigkill_then_rerun_loses_and_redoes_nothing(tmp_path):
     """SIGKILL mid-grid, run again: finished trials are kept, and the table equals an uninterrupted run's."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert kbench(["run", "quickstart", "--quick", "--verbose", "0"], straight).wait(timeout=600) == 0
+    assert kbench(["run", "quickstart", "--quick", "--quiet"], straight).wait(timeout=600) == 0
 
-    process = kbench(["run", "quickstart", "--quick", "--verbose", "0"], killed)
+    process = kbench(["run", "quickstart", "--quick", "--quiet"], killed)
     deadline = time.time() + 300
     while not list(killed.rglob("metrics.json")) and time.time() < deadline:
         time.sleep(0.05)
@@ -135,7 +135,7 @@ def test_sigkill_then_rerun_loses_and_redoes_nothing(tmp_path):
     finished = {p.parent.name: p.stat().st_mtime_ns for p in killed.rglob("metrics.json")}
     assert 1 <= len(finished) < 4
 
-    rerun = kbench(["run", "quickstart", "--quick", "--verbose", "0"], killed)
+    rerun = kbench(["run", "quickstart", "--quick", "--quiet"], killed)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
     assert f"skipped {len(finished)} finished" in out

@@ -31,7 +31,7 @@ def test_experiment_quick_run_finishes(name, request, logs_dir, capsys):
     experiment = load_experiment_file(experiment_files()[name])
     datasets = {t.dataset for t in resolve_trials(experiment, Overrides(quick=True)).trials}
     data_args = ["--data-dir", str(request.getfixturevalue("cifar_data_dir"))] if "cifar10" in datasets else []
-    code = main(["run", name, "--quick", *SHRINK, *EXTRA.get(name, []), *data_args, "--logs-dir", str(logs_dir), "--verbose", "0"])
+    code = main(["run", name, "--quick", *SHRINK, *EXTRA.get(name, []), *data_args, "--logs-dir", str(logs_dir), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "failed 0" in out and list(logs_dir.rglob("evaluation/summary.json"))

@@ -32,14 +32,14 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_finished_trials(write
         finish(self, metrics)
 
     monkeypatch.setattr(TrialFolder, "finish", full_on_second)
-    assert main(["run", str(path), "--logs-dir", str(logs_dir), "--verbose", "0"]) == 2
+    assert main(["run", str(path), "--logs-dir", str(logs_dir), "--quiet"]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "No space left on device" in error and "finished trials are kept" in error
     (kept,) = finished_trials(logs_dir)
     assert kept.status() == Status.FINISHED
 
     monkeypatch.setattr(TrialFolder, "finish", finish)
-    assert main(["run", str(path), "--logs-dir", str(logs_dir), "--verbose", "0"]) == 0
+    assert main(["run", str(path), "--logs-dir", str(logs_dir), "--quiet"]) == 0
     assert "trained 1, skipped 1" in capsys.readouterr().out
 
 
@@ -53,14 +53,14 @@ def test_a_failed_evaluation_is_recorded_and_the_trained_results_kept(write_expe
         raise MemoryError("out of memory while predicting")
 
     monkeypatch.setattr(evaluation, "evaluate_best", broken)
-    assert main(["run", str(path), "--logs-dir", str(logs_dir), "--verbose", "0"]) == 1
+    assert main(["run", str(path), "--logs-dir", str(logs_dir), "--quiet"]) == 1
     assert "evaluation of" in capsys.readouterr().err
     assert len(finished_trials(logs_dir)) == 2
     (best,) = [folder for folder in finished_trials(logs_dir) if folder.evaluation_error()]
     assert "MemoryError: out of memory" in best.evaluation_error() and not best.has_evaluation()
 
     monkeypatch.setattr(evaluation, "evaluate_best", evaluate_best)
-    assert main(["run", str(path), "--logs-dir", str(logs_dir), "--verbose", "0"]) == 0
+    assert main(["run", str(path), "--logs-dir", str(logs_dir), "--quiet"]) == 0
     assert "trained 0, skipped 2" in capsys.readouterr().out
     assert best.has_evaluation() and best.evaluation_error() is None
 

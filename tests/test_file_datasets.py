@@ -113,9 +113,9 @@ def test_broken_export_names_file_and_row_and_skip_bad_records_it(export, tmp_pa
         "epochs=1, batch_size=16, image_size=16))\n"
     )
     logs = tmp_path / "logs"
-    assert main(["run", str(experiment), "--logs-dir", str(logs), "--verbose", "0"]) == 2  # stops, nothing trained
+    assert main(["run", str(experiment), "--logs-dir", str(logs), "--quiet"]) == 2  # stops, nothing trained
     assert not list(logs.rglob("metrics.json"))
-    assert main(["run", str(experiment), "--logs-dir", str(logs), "--verbose", "0", "--skip-bad"]) == 0
+    assert main(["run", str(experiment), "--logs-dir", str(logs), "--quiet", "--skip-bad"]) == 0
     (metrics_file,) = logs.rglob("metrics.json")
     assert json.loads(metrics_file.read_text())["skipped_files"] == 1
     skipped = (metrics_file.parent / "skipped.csv").read_text()

@@ -48,7 +48,7 @@ def start(experiment: Path, logs: Path, output: Path, *flags: str) -> subprocess
     """`kbench run --workers 2` in its own process group (its Ray instance with it), output to a file."""
     with open(output, "w") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "kbench", "run", str(experiment), "--logs-dir", str(logs), "--verbose", "0",
+            [sys.executable, "-m", "kbench", "run", str(experiment), "--logs-dir", str(logs), "--quiet",
              "--workers", "2", *flags],
             stdout=sink, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1", RAY_DEDUP_LOGS="0"),
             start_new_session=True,
@@ -92,7 +92,7 @@ def grid(tmp_path_factory) -> Path:
 def test_two_workers_give_the_sequential_table_and_survive_killed_workers_and_drivers(grid, tmp_path, marks):
     pytest.importorskip("ray")
     sequential = tmp_path / "sequential"
-    assert main(["run", str(grid), "--logs-dir", str(sequential), "--verbose", "0"]) == 0
+    assert main(["run", str(grid), "--logs-dir", str(sequential), "--quiet"]) == 0
     expected = table(grid, sequential)
 
     # 1. Two workers: the same table.

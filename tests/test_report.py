@@ -32,7 +32,7 @@ def run_dir(tmp_path_factory) -> Path:
     logs = tmp_path_factory.mktemp("report") / "logs"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        assert main(["run", "quickstart", "--quick", "--logs-dir", str(logs), "--verbose", "0"]) == 0
+        assert main(["run", "quickstart", "--quick", "--logs-dir", str(logs), "--quiet"]) == 0
         assert main(["report", "quickstart", "--quick", "--logs-dir", str(logs)]) == 0
     return logs / "quickstart-quick"
 

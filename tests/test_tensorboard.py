@@ -39,7 +39,7 @@ def tiny_run(tmp_path_factory) -> Path:
     (folder / "tiny.py").write_text(TINY)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-        assert main(["run", str(folder / "tiny.py"), "--logs-dir", str(folder / "logs"), "--verbose", "0"]) == 0
+        assert main(["run", str(folder / "tiny.py"), "--logs-dir", str(folder / "logs"), "--quiet"]) == 0
     return folder / "logs"
 
 

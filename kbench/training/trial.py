@@ -35,6 +35,8 @@ from kbench.training.recipe import freeze_backbone, learning_rate, with_augmenta
 from kbench.training.tta import with_tta
 from kbench.training.weight_decay import apply_coupled_weight_decay
 from kbench.models.whitening import WHITENING_IMAGES, initialise_whitening, whitening_layers
+from kbench.training.interrupt import StopOnInterrupt, stop_after_batch
+from kbench.training.progress import NORMAL, EpochProgress, GridClock
 from kbench.training.measure import PeakMemory, inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
 
 JIT = {"auto": "auto", "true": True, "false": False}
@@ -164,15 +166,18 @@ def train_trial(
     config: TrialConfig,
     data: Dataset,
     folder: TrialFolder,
-    verbose: int = 2,
+    verbose: int = NORMAL,
     data_fingerprint: str | None = None,
     extra_callbacks: list[keras.callbacks.Callback] = (),
+    clock: GridClock | None = None,
 ) -> dict[str, Any]:
     """Train one grid point in `folder` and return its metrics (not yet written: see TrialFolder.finish).
 
     data_fingerprint: the data's fingerprint when the caller has it (kbench.data.fingerprint), else
     computed here; it goes into identity.json with the settings. extra_callbacks run after kbench's
     own, once an epoch's files are written (Ray Tune's per-epoch report, kbench.ray_runner).
+    verbose: kbench.training.progress's QUIET, NORMAL (a bar and a line per epoch) or VERBOSE; clock: the
+    grid's time left, updated each epoch. Ctrl-C stops after the current batch (kbench.training.interrupt).
     """
     from kbench.data.fingerprint import data_fingerprint as fingerprint_of
     from kbench.training.distribution import trial_devices
@@ -210,26 +215,30 @@ def train_trial(
 
         first_epoch = resumed_epoch(folder.backup_dir)
         history = folder.truncate_history(first_epoch)
-        if first_epoch:
-            print(f"resuming {folder.name} after epoch {first_epoch}", flush=True)
+        if first_epoch and verbose >= NORMAL:
+            print(f"  resuming after epoch {first_epoch} (its backup in {folder.backup_dir})", flush=True)
+        if clock is not None:
+            clock.resumed(min(first_epoch, config.epochs))
         with EnergyMeter() as training_energy, PeakMemory() as training_memory:
             if first_epoch < config.epochs:
                 # multiple: batches padded for distribution=data_parallel's devices (kbench.training.distribution)
                 feed, steps_per_epoch = split_training_feed(
                     train, transform, config.batch_size, config.seed, config.epochs, first_epoch, devices.count
                 )
-                model.fit(
-                    feed,
-                    steps_per_epoch=steps_per_epoch,
-                    shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
-                    validation_data=None if val is None else evaluation_feed(
-                        val, transform, config.batch_size, multiple=devices.count),
-                    epochs=config.epochs,
-                    callbacks=[*make_callbacks(config, folder, history, data.num_classes,
-                                               lambda: test_accuracy(evaluated, data.test, transform, config.batch_size)),
-                               *extra_callbacks],
-                    verbose=verbose,
-                )
+                progress = [EpochProgress(len(train), config.batch_size, clock)] if verbose >= NORMAL else []
+                with stop_after_batch() as interrupt:
+                    model.fit(
+                        feed,
+                        steps_per_epoch=steps_per_epoch,
+                        shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
+                        validation_data=None if val is None else evaluation_feed(
+                            val, transform, config.batch_size, multiple=devices.count),
+                        epochs=config.epochs,
+                        callbacks=[*make_callbacks(config, folder, history, data.num_classes,
+                                                   lambda: test_accuracy(evaluated, data.test, transform, config.batch_size)),
+                                   *progress, *extra_callbacks, StopOnInterrupt(interrupt)],
+                        verbose=0,  # kbench.training.progress prints instead: images/s, time left, one line per epoch
+                    )
             else:  # killed after the last epoch but before the metrics were written
                 model.load_weights(backup_state(folder.backup_dir)[1])
         if config.restore_best and folder.checkpoint.exists():

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from kbench.errors import KbenchError
+from kbench.training.precision import PRECISIONS  # no Keras import: the parser stays quick
 
 LOGS_DIR_ENV = "KBENCH_LOGS_DIR"
 
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
     bench.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing, compilation)")
     bench.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto")
-    bench.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"), default="float32",
+    bench.add_argument("--precision", choices=PRECISIONS, default="float32",
                        help="Keras dtype policy (default float32)")
     bench.add_argument("--feed", action=argparse.BooleanOptionalAction, default=True,
                        help="also time steps fed by kbench's input pipeline: feed_efficiency (default on)")

@@ -78,7 +78,9 @@ def load_all(trials: list[TrialConfig], data_dir: Path | None) -> dict[tuple, Lo
                 split_fractions=config.split_fractions,
             )
             loaded[key] = LoadedData(data, data_fingerprint(data))
-            print(f"kbench: data {config.dataset}: {describe_sizes(data)}", flush=True)
+            source = getattr(data, "source", "")
+            origin = f" from {source}" if source and source != config.dataset else ""
+            print(f"kbench: data {config.dataset}{origin}: {describe_sizes(data)}", flush=True)
     return loaded
 
 

@@ -133,7 +133,9 @@ def test_roboflow_row_problems_name_csv_and_row(tmp_path, rows, message):
         broken(tmp_path / "test" / "bad.jpg")
     with pytest.raises(KbenchError, match=message) as raised:
         read_image_files(tmp_path)
-    assert "--skip-bad" in str(raised.value)
+    text = str(raised.value)
+    assert text.count("--skip-bad") == 1 and f"`kbench data check {tmp_path}` lists every problem" in text
+    assert text.count("fix or remove it") + text.count("delete the row") <= 1  # each piece of advice once
 
 
 def test_roboflow_structural_problems_name_the_csv(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -48,6 +49,7 @@ def cached(name: str, source: Path, decode: Callable[[], ArrayDataset]) -> Array
                 [str(c) for c in arrays["class_names"]],
                 arrays["x_val"] if "x_val" in arrays else None,
                 arrays["y_val"] if "y_val" in arrays else None,
+                source=str(source),
             )
     data = decode()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,4 +64,4 @@ def cached(name: str, source: Path, decode: Callable[[], ArrayDataset]) -> Array
         arrays.update(x_val=data.x_val, y_val=data.y_val)
     with atomic_path(path) as temporary:
         np.savez(temporary, **arrays)
-    return data
+    return dataclasses.replace(data, source=str(source))

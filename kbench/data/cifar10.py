@@ -54,7 +54,8 @@ def _from_keras_download() -> ArrayDataset:
             f"{OFFICIAL_ARCHIVE} or an ImageFolder archive such as cifar10-jpeg.tar.gz in a folder "
             "and pass --data-dir FOLDER or set KBENCH_DATA_DIR=FOLDER"
         ) from error
-    return ArrayDataset("cifar10", x_train, y_train.ravel(), x_test, y_test.ravel(), CLASS_NAMES)
+    return ArrayDataset("cifar10", x_train, y_train.ravel(), x_test, y_test.ravel(), CLASS_NAMES,
+                        source="Keras's download cache (~/.keras/datasets)")
 
 
 @DATASETS.register("cifar10")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ class ArrayDataset:
     class_names: list[str]
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    source: str = ""  # where it was read from (a file, a cache, a bundled copy): named at the start of a run
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -86,23 +88,12 @@ class ArrayDataset:
         def resize(images: np.ndarray | None) -> np.ndarray | None:
             return None if images is None else resize_images(images, size)
 
-        return ArrayDataset(
-            self.name, resize(self.x_train), self.y_train, resize(self.x_test), self.y_test,
-            self.class_names, resize(self.x_val), self.y_val,
-        )
+        return dataclasses.replace(self, x_train=resize(self.x_train), x_test=resize(self.x_test), x_val=resize(self.x_val))
 
     def subset(self, train: int | None, test: int | None) -> "ArrayDataset":
         """The first `train` / `test` examples (stratification is the loader's job)."""
-        return ArrayDataset(
-            self.name,
-            self.x_train[:train],
-            self.y_train[:train],
-            self.x_test[:test],
-            self.y_test[:test],
-            self.class_names,
-            self.x_val,
-            self.y_val,
-        )
+        return dataclasses.replace(self, x_train=self.x_train[:train], y_train=self.y_train[:train],
+                                   x_test=self.x_test[:test], y_test=self.y_test[:test])
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:

@@ -20,4 +20,5 @@ def load_digits(data_dir: Path | None) -> ArrayDataset:
     x_train, x_test, y_train, y_test = train_test_split(
         images, bunch.target.astype(np.int64), test_size=0.25, stratify=bunch.target, random_state=0
     )
-    return ArrayDataset("digits", x_train, y_train, x_test, y_test, [str(d) for d in range(10)])
+    return ArrayDataset("digits", x_train, y_train, x_test, y_test, [str(d) for d in range(10)],
+                        source="scikit-learn's bundled load_digits")

@@ -66,7 +66,8 @@ def read_rgb(path: bytes | str) -> np.ndarray:
         with Image.open(name) as image:
             return np.asarray(image.convert("RGB"))
     except Exception as error:  # Pillow raises many unrelated types for a bad file
-        raise KbenchError(f"cannot read image {name}: {error}; fix or remove it, or run with --skip-bad") from error
+        raise KbenchError(f"cannot read image {name}: {error}; fix or remove it, or run with --skip-bad to leave it "
+                          "out; `kbench data check` on the data set lists every problem at once") from error
 
 
 def image_rng(seed: int, epoch: int, position: int) -> np.random.Generator:

@@ -126,7 +126,7 @@ def read_image_files(
         folder = extract_archive(source, extract_dir or default_extract_dir(source))
     else:
         raise KbenchError(f"{source}: not a folder or a .zip/.tar/.tar.gz/.tgz archive; {LAYOUTS_HELP}")
-    reader = _Reader(skip_bad=skip_bad, multi_label=multi_label)
+    reader = _Reader(skip_bad=skip_bad, multi_label=multi_label, source=source)
     folder = _data_root(folder)
     splits = _split_folders(folder)
     if "train" in splits and (splits["train"] / ROBOFLOW_CSV).is_file():
@@ -348,15 +348,17 @@ class _Reader:
 
     skip_bad: bool
     multi_label: bool
+    source: Path  # what the user named: `kbench data check` takes it
     skipped: list[SkippedFile] = field(default_factory=list)
 
     def problem(self, kind: str, path: Path | str, message: str) -> None:
         """A per-file problem of `kind` (a *_PROBLEM name): raise, or record the file as skipped under skip_bad.
 
-        message starts with where the problem is (the file, or CSV and row).
+        message starts with where the problem is (the file, or CSV and row) and ends with how to fix it.
         """
         if not self.skip_bad:
-            raise KbenchError(f"{message}; fix or remove it, or run with --skip-bad to leave it out")
+            raise KbenchError(f"{message}, or run with --skip-bad to leave it out; `kbench data check {self.source}` "
+                              "lists every problem at once")
         self.skipped.append(SkippedFile(str(path), message, kind))
 
     def unusable(self, message: str) -> KbenchError:
@@ -382,7 +384,7 @@ class _Reader:
                     image.verify()
         except Exception as error:  # Pillow raises many unrelated types for a bad file
             prefix = f"{where}: {path.name}" if where else str(path)
-            self.problem(UNREADABLE_PROBLEM, path, f"{prefix}: cannot read the image ({error})")
+            self.problem(UNREADABLE_PROBLEM, path, f"{prefix}: cannot read the image ({error}); fix or remove it")
             return False
         return True
 

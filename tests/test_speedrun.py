@@ -229,3 +229,20 @@ def test_quick_speedrun_records_test_accuracy_per_epoch(cifar_data_dir, logs_dir
     assert main(["results", *args, "--target-accuracy", "0.01", "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["target_reached"] and row["target_epoch"] == 1 and row["accuracy_measured_on"] == "test_accuracy"
+
+
+def test_comparison_reports_seeds_that_reached_the_target_and_their_times():
+    from kbench.compare import SPEED_COLUMNS, comparison_table
+
+    rows = []
+    for backend, times in (("jax", [50.0, 70.0, None]), ("torch", [None, None, None])):
+        for seed, time_s in enumerate(times):
+            rows.append({"seed": seed, "backend": backend, "status": "finished", "test_accuracy": 0.94,
+                         **{c: 1.0 for c in SPEED_COLUMNS}, "accelerator_memory_note": "",
+                         "target_reached": time_s is not None, "target_epoch": 9 if time_s else None,
+                         "time_to_target_s": time_s, "time_to_target_excl_compile_s": time_s and time_s - 5})
+    table = comparison_table(pd.DataFrame(rows), ["seed"], target_accuracy=0.94).set_index("backend")
+    assert table.loc["jax", "target_reached_seeds"] == "2/3" and table.loc["torch", "target_reached_seeds"] == "0/3"
+    assert table.loc["jax", "time_to_target_s_mean"] == pytest.approx(60.0)
+    assert table.loc["jax", "time_to_target_excl_compile_s_mean"] == pytest.approx(55.0)
+    assert np.isnan(table.loc["torch", "time_to_target_s_mean"])

@@ -14,9 +14,10 @@ Dtypes are kept: uint8 images travel as uint8 (a quarter of float32's bytes)
 and the model casts them on the device (a Keras functional model converts its
 inputs to the Input layer's dtype inside the compiled step).
 
-Plugging in: `model.fit(device_batches(feed), steps_per_epoch=...)` (Keras takes
-a generator of backend tensors on every backend); `kbench bench` uses it to
-measure feed efficiency.
+Plugging in: trials train on `on_device(feed)`, which is `device_batches(feed)`
+for JAX and PyTorch on one GPU and the feed itself otherwise (Keras takes a
+generator of backend tensors on every backend); `kbench bench` uses
+`device_batches` to measure feed efficiency.
 """
 
 from __future__ import annotations
@@ -81,6 +82,20 @@ class _Pending:
         for tensor in self.tensors:
             tensor.record_stream(current)  # the caching allocator must not reuse them while the step reads them
         return self.tensors
+
+
+def on_device(feed: Any, devices: int = 1) -> Any:
+    """`feed` moved by `device_batches` where that helps: JAX or PyTorch computing on one accelerator.
+
+    Unchanged elsewhere: TensorFlow's tf.data feeds its device itself, on a CPU
+    there is nothing to move, and with several devices Keras's distribution
+    places each shard.
+    """
+    from kbench.training.environment import accelerator
+
+    if keras.backend.backend() in ("jax", "torch") and devices == 1 and accelerator() != "cpu":
+        return device_batches(feed)
+    return feed
 
 
 def device_batches(batches: Iterable[Any], prefetch: int = 2) -> Iterator[Any]:

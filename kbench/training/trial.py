@@ -27,6 +27,7 @@ from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheck
 from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
 from kbench.training.feed import Split, evaluation_feed, load_images, split_training_feed
+from kbench.training.device_feed import on_device
 from kbench.training.precision import compute_dtype, dtype_policy, loss_scaled, with_float32_output
 from kbench.training.seeding import set_random_seed
 from kbench.training.tensorboard import EpochSummaries
@@ -228,7 +229,7 @@ def train_trial(
                 progress = [EpochProgress(len(train), config.batch_size, clock)] if verbose >= NORMAL else []
                 with stop_after_batch() as interrupt:
                     model.fit(
-                        feed,
+                        on_device(feed, devices.count),  # on a GPU: prefetched to it, uint8 (kbench.training.device_feed)
                         steps_per_epoch=steps_per_epoch,
                         shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
                         validation_data=None if val is None else evaluation_feed(

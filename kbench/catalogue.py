@@ -26,7 +26,7 @@ import typing
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 CATALOGUE_VERSION = 1
 KERAS_KINDS = ("optimizer", "loss", "activation")
@@ -110,6 +110,25 @@ def _catalogue(path: Path) -> Catalogue:
     except OSError:  # a read-only cache folder only costs speed
         pass
     return live
+
+
+def cached_json(name: str, compute: Callable[[], Any]) -> Any:
+    """`compute()`'s JSON-able answer, kept in the cache folder under `name` beside the catalogue (same key:
+    recomputed when a model source, kbench, Keras, Python or the backend changes)."""
+    from kbench.atomic import write_json_atomic
+    from kbench.data.cache import cache_dir
+
+    path = cache_dir() / f"catalogue-{_cache_key()}" / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    try:
+        write_json_atomic(path, value)
+    except OSError:  # a read-only cache folder only costs speed
+        pass
+    return value
 
 
 def _cache_key() -> str:

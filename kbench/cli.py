@@ -340,7 +340,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from kbench.models.complexity import format_model_table, model_table, parse_input_shape
+    from kbench.reports.model_table import format_model_table, model_table, parse_input_shape
 
     table = model_table(args.names, parse_input_shape(args.input_shape), args.num_classes)
     print(format_model_table(table))

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 
 from kbench.cli import main
-from kbench.training.progress import EpochProgress, GridClock, duration
+from kbench.training.callbacks import EpochProgress
+from kbench.training.progress import GridClock, duration
 
 TINY_EXPERIMENT = """
 EXPERIMENT = Experiment(

@@ -98,60 +98,21 @@ def _attention_macs(layer: layers.MultiHeadAttention) -> int:
 # ----------------------------------------------------------------------------- `kbench models`
 
 
-def parse_input_shape(text: str) -> tuple[int, ...]:
-    """'32,32,3' -> (32, 32, 3), with a KbenchError for anything else."""
-    try:
-        shape = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise KbenchError(f"--input-shape {text!r}: expected HEIGHT,WIDTH,CHANNELS, e.g. 32,32,3")
-    return shape
-
-
-def model_table(names: list[str] | None, input_shape: tuple[int, ...], num_classes: int):
-    """A pandas DataFrame, one row per model: params (count_params(), as the results table),
-    trainable params, GMACs per image at `input_shape`, and the first line of its docstring.
-
-    A model that cannot be built for this shape gets empty numbers and the reason.
-    """
-    import pandas as pd
-
+def model_row(name: str, input_shape: tuple[int, ...], num_classes: int) -> dict:
+    """One row of `kbench models`: params (count_params(), as the results table), trainable params and GMACs per
+    image of model `name` built for `input_shape`, or the reason it cannot be built for it."""
     from kbench.models import MODELS, build_model
 
-    builders = {name: MODELS.get(name) for name in names or MODELS}  # unknown names fail before any building
-    rows = []
-    for name, builder in builders.items():
-        doc = (builder.__doc__ or "").strip()
-        row = {"model": name, "params": None, "trainable": None, "GMACs": None,
-               "description": doc.splitlines()[0] if doc else ""}
-        try:
-            model = build_model(name, input_shape, num_classes)
-        except KbenchError as error:
-            row["description"] = f"not built for this input: {error}"
-        else:
-            row["params"] = model.count_params()
-            row["trainable"] = sum(math.prod(weight.shape) for weight in model.trainable_weights)
-            row["GMACs"] = count_macs(model) / 1e9
-        rows.append(row)
-        keras.backend.clear_session()  # keep memory flat while building large models one after another
-    table = pd.DataFrame(rows, columns=["model", "params", "trainable", "GMACs", "description"])
-    return table.astype({"params": "Int64", "trainable": "Int64", "GMACs": float})  # Int64: counts stay integers beside a missing one
-
-
-def format_model_table(table) -> str:
-    """The table as aligned text: thousands separators for counts, 4 significant digits for GMACs, '-' when missing."""
-    import pandas as pd
-
-    def number(form: str):
-        return lambda value: "-" if pd.isna(value) else format(value, form)
-
-    def left(column: str):
-        # pandas right-aligns strings; names and sentences read better left-aligned.
-        width = max(len(column), *(len(str(value)) for value in table[column])) if len(table) else 0
-        return lambda value: str(value).ljust(width)
-
-    formatters = {"params": number(","), "trainable": number(","), "GMACs": number(".4g"),
-                  "model": left("model"), "description": left("description")}
-    text = table.astype(object).apply(lambda column: column.map(formatters[column.name]))
-    return "\n".join(line.rstrip() for line in text.to_string(index=False, justify="left").splitlines())
+    doc = (MODELS.get(name).__doc__ or "").strip()
+    row = {"model": name, "params": None, "trainable": None, "GMACs": None,
+           "description": doc.splitlines()[0] if doc else ""}
+    try:
+        model = build_model(name, input_shape, num_classes)
+    except KbenchError as error:
+        row["description"] = f"not built for this input: {error}"
+    else:
+        row["params"] = int(model.count_params())
+        row["trainable"] = int(sum(math.prod(weight.shape) for weight in model.trainable_weights))
+        row["GMACs"] = count_macs(model) / 1e9
+    keras.backend.clear_session()  # keep memory flat while building large models one after another
+    return row

@@ -18,7 +18,6 @@ from kbench.data.pipeline import ImageTransform
 from kbench.reports import plots
 from kbench.results import metrics as scores
 from kbench.results.trial_folder import Evaluation, TrialFolder
-from kbench.training.feed import evaluation_feed, load_images, split_training_feed
 
 GALLERY_SIZE = 36
 MAX_THUMBNAILS = 300  # the most confident mistakes; CIFAR-10's test set can have thousands
@@ -33,6 +32,8 @@ def evaluate_best(folder: TrialFolder, data, transform: ImageTransform, config, 
     then leaves an evaluation that the next run does again.
     """
     import keras
+
+    from kbench.training.feed import evaluation_feed, load_images  # here: `kbench report` reads files only
 
     model = keras.saving.load_model(folder.checkpoint)
     test = data.test
@@ -101,6 +102,8 @@ def load_thumbnails(path) -> dict[int, np.ndarray]:
 def batch_pictures(data, transform: ImageTransform, config, y_pred: np.ndarray, folder: TrialFolder) -> None:
     """S4's two pictures: a training batch as the model sees it (after crops and flips of the input
     pipeline) with its labels, and test images with the predicted labels (green right, red wrong)."""
+    from kbench.training.feed import load_images, split_training_feed
+
     feed, _ = split_training_feed(data.train, transform, min(PICTURE_COUNT, len(data.train)), config.seed, 1)
     images, labels = next(iter(feed))
     images = np.clip(np.asarray(images), 0, 255).astype(np.uint8)

@@ -22,7 +22,7 @@ from kbench.models import build_model
 from kbench.results import metrics as scores
 from kbench.results.store import trial_identity
 from kbench.results.trial_folder import Status, TrialFolder
-from kbench.training.callbacks import EpochTest, EpochTimer, TerminateOnDivergence, diverged
+from kbench.training.callbacks import EpochProgress, EpochTest, EpochTimer, TerminateOnDivergence, diverged
 from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint, backup_state, resumed_epoch
 from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
@@ -37,7 +37,7 @@ from kbench.training.tta import with_tta
 from kbench.training.weight_decay import apply_coupled_weight_decay
 from kbench.models.whitening import WHITENING_IMAGES, initialise_whitening, whitening_layers
 from kbench.training.interrupt import StopOnInterrupt, stop_after_batch
-from kbench.training.progress import NORMAL, EpochProgress, GridClock
+from kbench.training.progress import NORMAL, GridClock
 from kbench.training.measure import PeakMemory, inference_latency, peak_accelerator_memory_mb, peak_host_memory_mb
 
 JIT = {"auto": "auto", "true": True, "false": False}

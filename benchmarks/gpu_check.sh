@@ -36,7 +36,11 @@ prepare() {
         --python-version "${GPU_CHECK_PYTHON_VERSION:-3.12}" --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         --platform any -d "$dir/wheels" "${pinned[@]}"
+    # setuptools builds in the repository's build/ (ignored by git); remove it unless it was there before
+    local had_build=0
+    [[ -e "$repo/build" ]] && had_build=1
     "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$dir/wheels" "$repo"
+    [[ $had_build == 1 ]] || rm -rf "$repo/build"
     cp "${KBENCH_DATA_DIR:-$repo/../shared/data}/cifar10-jpeg.tar.gz" "$dir/data/"
     cp "$HERE/gpu_check.sh" "$HERE/gpu_check.py" "$HERE/native_resnet.py" "$dir/"
     du -sh "$dir"

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
+
+from kbench.bench import timed  # the same clock as `kbench bench` (imports no framework)
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
@@ -45,21 +46,6 @@ def resnet18_macs(image_size: int) -> int:
                 macs += out * out * channels * width  # 1x1 projection shortcut
             size, channels = out, width
     return macs + channels * NUM_CLASSES
-
-
-def timed(step, steps: int, warmup: int) -> tuple[float, np.ndarray]:
-    """(first call's seconds, seconds of each of `steps` calls after `warmup` calls in all); step() must sync."""
-    start = time.perf_counter()
-    step()
-    first = time.perf_counter() - start
-    for _ in range(warmup - 1):
-        step()
-    times = np.empty(steps)
-    for i in range(steps):
-        start = time.perf_counter()
-        step()
-        times[i] = time.perf_counter() - start
-    return first, times
 
 
 # ----------------------------------------------------------------------------- PyTorch

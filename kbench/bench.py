@@ -40,11 +40,15 @@ def _describe(options: dict[str, Any]) -> str:
 
 def _step_times(step, steps: int, warmup: int) -> np.ndarray:
     """Seconds per call after `warmup` untimed calls; each call returns host values, so it is synchronous."""
-    return _timed(step, steps, warmup)[1]
+    return timed(step, steps, warmup)[1]
 
 
-def _timed(step, steps: int, warmup: int) -> tuple[float, np.ndarray]:
-    """(seconds of the first call, which traces and compiles; seconds per call after `warmup` calls in all)."""
+def timed(step, steps: int, warmup: int) -> tuple[float, np.ndarray]:
+    """(seconds of the first call, which traces and compiles; seconds per call after `warmup` calls in all).
+
+    `step` must return only once its work is done (host values), or the times are dispatch times.
+    Also used by benchmarks/native_resnet.py, so both sides are timed alike.
+    """
     start = time.perf_counter()
     step()
     first = time.perf_counter() - start
@@ -105,7 +109,7 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
     x_device, y_device = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
     macs = count_macs(model)
     forward_flops = 2 * macs * settings.batch_size
-    first, train = _timed(lambda: model.train_on_batch(x_device, y_device), settings.steps, settings.warmup)
+    first, train = timed(lambda: model.train_on_batch(x_device, y_device), settings.steps, settings.warmup)
     infer = _step_times(lambda: np.asarray(model.predict_on_batch(x_device)), settings.steps, settings.warmup)
     environment = describe_environment()
     used = utilisation(3 * forward_flops, float(np.median(train)), environment["device"], settings.precision)
@@ -152,7 +156,7 @@ def _feed_times(model, x: np.ndarray, y: np.ndarray, settings: BenchSettings) ->
     labels = np.concatenate([y] * batches)
     feed, _ = split_training_feed(ArraySplit(images, labels), ImageTransform(), settings.batch_size, seed=0, epochs=1)
     iterator = device_batches(feed)
-    return _timed(lambda: model.train_on_batch(*next(iterator)), settings.steps, settings.warmup)[1]
+    return timed(lambda: model.train_on_batch(*next(iterator)), settings.steps, settings.warmup)[1]
 
 
 def latency(

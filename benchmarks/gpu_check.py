@@ -84,7 +84,10 @@ def run(command: list[str], backend: str, timeout: float, cwd: Path | None = Non
     try:
         done = subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as expired:
-        return expired.stdout or "", f"timed out after {timeout:.0f} s"
+        out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout or ""
+        print(out, flush=True)
+        return out, f"timed out after {timeout:.0f} s"
+    print(done.stdout, flush=True)  # the device line, epochs, the JSON row: the log shows what was measured
     if done.returncode != 0:
         return done.stdout, f"failed (exit {done.returncode}; its error is printed above)"
     return done.stdout, None

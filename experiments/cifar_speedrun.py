@@ -86,7 +86,7 @@ EXPERIMENT = Experiment(
         test_every_epoch=True,
         monitor="test_accuracy",
     ),
-    quick={"epochs": 2, "train_subset": 512, "test_subset": 256, "batch_size": 128, "widths": (16, 32, 32)},
+    quick={"epochs": 1, "train_subset": 512, "test_subset": 256, "batch_size": 128, "widths": (16, 32, 32)},
     published=[PublishedResult({}, {"test_accuracy": 0.9401, "time_to_94_s": 3.83})],
     published_source="airbench94.py (KellerJordan/cifar10-airbench): mean of 1,000 runs, one A100; "
                      "3.09 s with torch.compile",

@@ -90,7 +90,7 @@ def _kbench(args: list[str], tmp_path) -> subprocess.Popen:
 
 def test_ctrl_c_stops_after_the_batch_keeps_finished_epochs_and_the_next_run_resumes(tmp_path):
     experiment = tmp_path / "tiny.py"
-    experiment.write_text("from kbench.config import Experiment, TrialConfig\n" + TINY_EXPERIMENT.format(epochs=12, subset=None))
+    experiment.write_text("from kbench.config import Experiment, TrialConfig\n" + TINY_EXPERIMENT.format(epochs=12, subset=480))
     args = [str(experiment), "--logs-dir", str(tmp_path / "logs")]
     process = _kbench(args, tmp_path)
     deadline = time.monotonic() + 300

@@ -86,6 +86,14 @@ def test_results_show_published_figures_and_pending_trials(capsys, logs_dir):
     assert best["published_test_accuracy"].item() == 0.70
 
 
+def test_an_experiment_never_run_shows_its_pending_table_with_n_a(capsys, logs_dir):
+    code, out, _ = run_cli(capsys, "results", "cifar_grid", "--logs-dir", str(logs_dir))
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 13 and all(" pending " in line and " n/a " in line for line in lines[1:])
+    assert "None" not in out and "nan" not in out.lower().replace("n/a", "")
+    assert " 0.67 " in lines[1]  # the published figure beside it, four significant digits at most
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -163,6 +163,9 @@ def _expand(columns: list[str], metrics: dict[str, Any]) -> list[str]:
     return out
 
 
+MISSING = "n/a"  # how a missing value reads, here and in the report
+
+
 def format_table(table: pd.DataFrame, fmt: str) -> str:
     """The table as aligned text, CSV or JSON records."""
     if fmt == "csv":
@@ -172,6 +175,12 @@ def format_table(table: pd.DataFrame, fmt: str) -> str:
     if table.empty:
         return "no results yet"
     shown = table.copy()
-    for column in INTEGER_COLUMNS & set(shown.columns):
-        shown[column] = shown[column].astype(object).where(shown[column].notna(), "-")
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+    for column in shown.columns:
+        values = shown[column]
+        if column in INTEGER_COLUMNS:
+            shown[column] = values.astype(object).where(values.notna(), MISSING)
+        elif values.dtype == object:  # numbers beside None: floats (formatted below), else text with n/a
+            numbers = pd.to_numeric(values, errors="coerce")
+            is_numeric = numbers.notna().sum() == values.notna().sum() and values.map(lambda v: not isinstance(v, bool)).all()
+            shown[column] = numbers if is_numeric else values.where(values.notna(), MISSING)
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep=MISSING)

@@ -37,8 +37,11 @@ from kbench.data.files import FileSplit
 from kbench.data.pipeline import ImageTransform, evaluation_image, image_rng, read_rgb, training_image
 
 Split = ArraySplit | FileSplit
-FEED_THREADS = max(2, min(8, os.cpu_count() or 1))  # batches computed at once
-PREFETCH = 2 * FEED_THREADS  # batches ready or in the making ahead of the step
+# Batches computed at once. More threads than cores: a thread waits on file reads part of the time, and
+# Pillow's decode and resize release the GIL (image files through the ImageNet recipe on 2 cores, images/s:
+# 1 thread 98-123, 2: 150, 4: 180, 8: 215-219; benchmarks/feed_bench.py, BENCHMARKS.md).
+FEED_THREADS = min(16, 4 * (os.cpu_count() or 1))
+PREFETCH = FEED_THREADS + 2  # batches ready or in the making ahead of the step
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:

@@ -83,14 +83,19 @@ class TrialConfig:
         All fields count, defaults included, and the model options are the
         builder's full set (its defaults filled in): changing a default in
         TrialConfig or in a builder makes new trials rather than silently
-        reusing results made under the old default.
+        reusing results made under the old default. The one exception: a
+        setting added later (ADDED_SETTINGS) is left out while it holds the
+        value that does what trials did before it existed, so adding a
+        setting does not make every earlier trial a new one.
         """
         options = {
             name: option.default
             for name, option in _builder_options(self.model).items()
             if option.default is not inspect.Parameter.empty
         }
-        return normalised({**self.to_dict(), "model_options": {**options, **self.model_options}})
+        identity = normalised({**self.to_dict(), "model_options": {**options, **self.model_options}})
+        return {key: value for key, value in identity.items()
+                if key not in ADDED_SETTINGS or value != normalised(ADDED_SETTINGS[key])}
 
     def key(self) -> str:
         """A short hash of `identity()`: equal settings, however they were written, share it."""
@@ -104,6 +109,20 @@ class TrialConfig:
 
 
 CONFIG_FIELDS: dict[str, Any] = typing.get_type_hints(TrialConfig)
+
+# Settings added after trial identities began (2026-11-30), each with the value that does what trials did
+# before it existed. Written here, not read from the field's default, so that a later change of a default
+# still makes new trials.
+ADDED_SETTINGS: dict[str, Any] = {
+    "weight_decay_style": "decoupled",
+    "nesterov": False,
+    "label_smoothing": 0.0,
+    "lr_triangle": (0.2, 0.23, 0.07),
+    "lookahead": "none",
+    "tta": "none",
+    "test_every_epoch": False,
+    "precision": "float32",
+}
 
 
 def _check_model_name(model: str) -> None:

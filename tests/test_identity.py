@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kbench.config import CONFIG_FIELDS, Experiment, Overrides, TrialConfig, resolve_trials
+from kbench.config import ADDED_SETTINGS, CONFIG_FIELDS, Experiment, Overrides, TrialConfig, resolve_trials
 from kbench.data import load_dataset
 from kbench.data.fingerprint import data_fingerprint
 from kbench.results.store import RunStore, trial_identity
@@ -29,11 +29,20 @@ def keys(plan) -> list[str]:
 
 def test_identity_holds_every_setting_and_the_builders_defaults():
     identity = BASE.identity()
-    assert set(identity) == set(CONFIG_FIELDS)
+    assert set(identity) == set(CONFIG_FIELDS) - set(ADDED_SETTINGS)
     assert identity["model_options"]["activation"] == "relu"  # a1's default, though nobody set it
     assert BASE.key() != dataclasses.replace(BASE, seed=1).key()
     # A setting at its default still counts: a changed default makes new trials, never reuses old ones.
     assert BASE.key() != dataclasses.replace(BASE, augment="flip").key()
+
+
+def test_a_setting_added_later_keeps_earlier_trials_at_its_neutral_value_and_counts_otherwise():
+    assert all(getattr(BASE, key) == value for key, value in ADDED_SETTINGS.items())  # the neutral value is the default
+    with_bf16 = dataclasses.replace(BASE, precision="mixed_bfloat16")
+    assert "precision" not in BASE.identity() and with_bf16.identity()["precision"] == "mixed_bfloat16"
+    assert with_bf16.key() != BASE.key()
+    earlier = {key: value for key, value in BASE.to_dict().items() if key not in ADDED_SETTINGS}
+    assert set(earlier) - {"model_options"} <= set(BASE.identity())  # what a trial was before: all still counts
 
 
 def test_a_number_is_the_same_trial_however_it_is_written():

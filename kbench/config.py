@@ -314,9 +314,12 @@ def _annotation_for(key: str, models: list[str]) -> tuple[str, Any]:
 def _parse_for(key: str, text: str, models: list[str], flag: str) -> Any:
     _, annotation = _annotation_for(key, models)
     try:
-        return parse_value(text, annotation)
+        value = parse_value(text, annotation)
     except (ValueError, TypeError):
         raise KbenchError(f"{flag} {key}={text!r}: expected {describe_type(annotation)}") from None
+    if key in ("optimizer", "loss", "activation") and isinstance(value, str):
+        _check_keras_name(key, value)  # now, not after the grid is expanded: a typo answers at once
+    return value
 
 
 def describe_type(annotation: Any) -> str:

@@ -246,3 +246,28 @@ def test_comparison_reports_seeds_that_reached_the_target_and_their_times():
     assert table.loc["jax", "time_to_target_s_mean"] == pytest.approx(60.0)
     assert table.loc["jax", "time_to_target_excl_compile_s_mean"] == pytest.approx(55.0)
     assert np.isnan(table.loc["torch", "time_to_target_s_mean"])
+
+
+def test_scaled_bias_learns_as_airbench_bias_group():
+    """8 x b with coupled decay c under SGD is a bias with 64x the learning rate and decay c / 64 (airbench's group)."""
+    import torch
+
+    from kbench.models.airbench import ScaledBias
+
+    lr, momentum, decay, gradient = 0.01, 0.85, 0.05, np.array([0.3, -1.2], np.float32)
+    inputs = keras.Input((2,))
+    layer = ScaledBias(8.0)
+    model = keras.Model(inputs, layer(inputs))
+    layer.bias.assign(np.array([0.5, -0.25], np.float32) / 8)
+    apply_coupled_weight_decay(model, decay)
+    model.compile(optimizer=keras.optimizers.SGD(lr, momentum=momentum, nesterov=True),
+                  loss=lambda y_true, y_pred: keras.ops.sum(y_pred * gradient, axis=-1))
+    for _ in range(3):
+        model.train_on_batch(np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32))
+    bias = torch.nn.Parameter(torch.tensor([0.5, -0.25]))
+    reference = torch.optim.SGD([bias], lr=64 * lr, momentum=momentum, nesterov=True, weight_decay=decay / 64)
+    for _ in range(3):
+        reference.zero_grad()
+        bias.grad = torch.tensor(gradient)
+        reference.step()
+    np.testing.assert_allclose(8 * keras.ops.convert_to_numpy(layer.bias), bias.detach().numpy(), rtol=1e-5)

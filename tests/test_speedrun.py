@@ -261,7 +261,7 @@ def test_scaled_bias_learns_as_airbench_bias_group():
     layer.bias.assign(np.array([0.5, -0.25], np.float32) / 8)
     apply_coupled_weight_decay(model, decay)
     model.compile(optimizer=keras.optimizers.SGD(lr, momentum=momentum, nesterov=True),
-                  loss=lambda y_true, y_pred: keras.ops.sum(y_pred * gradient, axis=-1))
+                  loss=lambda y_true, y_pred: keras.ops.sum(keras.ops.multiply(y_pred, gradient), axis=-1))
     for _ in range(3):
         model.train_on_batch(np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32))
     bias = torch.nn.Parameter(torch.tensor([0.5, -0.25]))

@@ -225,6 +225,8 @@ def test_quick_speedrun_records_test_accuracy_per_epoch(cifar_data_dir, logs_dir
     (history_file,) = logs_dir.rglob("history.csv")
     recorded = pd.read_csv(history_file)
     assert len(recorded) == 1 and recorded["test_accuracy"].between(0, 1).all()
+    metrics = json.loads((history_file.parent / "metrics.json").read_text())  # no validation: null, not NaN
+    assert metrics["best_val_accuracy"] is None and metrics["n_val"] == 0
     capsys.readouterr()
     assert main(["results", *args, "--target-accuracy", "0.01", "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)

@@ -337,7 +337,9 @@ def summarize(
     steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
     return {
         "status": Status.DIVERGED if stopped else Status.FINISHED,
-        "best_val_accuracy": float(best_row["val_accuracy"]) if best_row is not None and "val_accuracy" in best_row else None,
+        # No validation (validation_split=0): Keras's CSVLogger still writes an empty val_accuracy column.
+        "best_val_accuracy": float(best_row["val_accuracy"])
+        if best_row is not None and "val_accuracy" in best_row and pd.notna(best_row["val_accuracy"]) else None,
         "best_epoch": int(best_row["epoch"]) + 1 if best_row is not None else None,
         "epochs_run": len(history),
         "train_time_s": float(epoch_seconds.sum()),

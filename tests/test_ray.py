@@ -48,7 +48,7 @@ def start(experiment: Path, logs: Path, output: Path, *flags: str) -> subprocess
     """`kbench run --workers 2` in its own process group (its Ray instance with it), output to a file."""
     with open(output, "w") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "kbench", "run", str(experiment), "--logs-dir", str(logs), "--quiet",
+            [sys.executable, "-m", "kbench", "run", str(experiment), "--logs-dir", str(logs),
              "--workers", "2", *flags],
             stdout=sink, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1", RAY_DEDUP_LOGS="0"),
             start_new_session=True,

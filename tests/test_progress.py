@@ -68,7 +68,7 @@ def test_on_a_terminal_a_bar_counts_the_images_of_each_epoch():
     stream = io.StringIO()
     _fit(EpochProgress(30, 16, stream=stream, bar=True), epochs=1)
     text = stream.getvalue()
-    assert "epoch 1/1:" in text and "/30.0 [" in text and "img/s]" in text  # tqdm's bar (images counted)
+    assert "epoch 1/1:" in text and "/30 [" in text and "img/s]" in text  # tqdm's bar (images counted)
     assert text.rstrip().splitlines()[-1].lstrip("\r ").startswith("epoch 1/1  ")  # then the epoch's line
 
 

@@ -172,7 +172,7 @@ class EpochProgress(keras.callbacks.Callback):
         if self.bar:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.images, unit="img", unit_scale=True, leave=False, file=self.stream,
+            self._bar = tqdm(total=self.images, unit="img", unit_scale=self.images >= 10_000, leave=False, file=self.stream,
                              desc=f"epoch {epoch + 1}/{self.params.get('epochs', '?')}", dynamic_ncols=True)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:

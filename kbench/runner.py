@@ -90,13 +90,24 @@ def describe_sizes(data) -> str:
 
 
 def best_finished(folders: list[TrialFolder]) -> TrialFolder | None:
-    """The finished trial with the highest best validation accuracy (selection never looks at test)."""
-    scored = []
-    for folder in folders:
-        metrics = folder.read_metrics()
-        if metrics and metrics.get("status") == Status.FINISHED and metrics.get("best_val_accuracy") is not None:
-            scored.append((metrics["best_val_accuracy"], folder))
+    """The finished trial with the highest best validation accuracy (selection never looks at test).
+
+    A run whose trials have no validation split at all (validation_split=0: cifar_speedrun trains on every
+    image, as airbench does) is the one exception: there its trials are ranked by test accuracy, and
+    selection_metric() says so wherever the choice is printed.
+    """
+    finished = [(folder, metrics) for folder in folders
+                if (metrics := folder.read_metrics()) and metrics.get("status") == Status.FINISHED]
+    key = selection_metric([metrics for _, metrics in finished])
+    scored = [(metrics[key], folder) for folder, metrics in finished if metrics.get(key) is not None]
     return max(scored, key=lambda item: item[0])[1] if scored else None
+
+
+def selection_metric(metrics: list[dict]) -> str:
+    """best_val_accuracy, or test_accuracy when no trial has a validation accuracy."""
+    if any(m.get("best_val_accuracy") is not None for m in metrics):
+        return "best_val_accuracy"
+    return "test_accuracy"
 
 
 @dataclass
@@ -278,7 +289,9 @@ def _evaluate(config: TrialConfig, folder: TrialFolder, data) -> str | None:
     with folder.lock():
         if folder.has_evaluation():
             return None
-        print(f"kbench: evaluating the best trial {folder.name} (by validation accuracy)", flush=True)
+        chosen_by = ("validation accuracy" if selection_metric([folder.read_metrics() or {}]) == "best_val_accuracy"
+                     else "test accuracy: its run has no validation split")
+        print(f"kbench: evaluating the best trial {folder.name} (by {chosen_by})", flush=True)
         folder.remove_partial_files()  # an evaluation killed mid-write, redone now
         try:
             prepared_data, transform = prepared(data, config)

@@ -112,15 +112,15 @@ def test_weight_histograms_every_histogram_freq_epochs(tmp_path):
 
     from kbench.training.tensorboard import EpochSummaries
 
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")], name="net")  # named: not sequential_3
     model.compile("sgd", "mse")
     x, y = np.random.default_rng(0).normal(size=(16, 4)), np.zeros((16, 3))
     model.fit(x, y, epochs=3, verbose=0, callbacks=[EpochSummaries(tmp_path, histogram_freq=2)])
     train = events(tmp_path / "train")
     histograms = [tag for tag in train.Tags()["tensors"] if tag.endswith("/histogram")]
-    assert sorted(histograms) == ["sequential/dense/bias/histogram", "sequential/dense/kernel/histogram"]  # weight.path
-    assert [event.step for event in train.Tensors("sequential/dense/kernel/histogram")] == [0, 2]
-    buckets = tensor_util.make_ndarray(train.Tensors("sequential/dense/kernel/histogram")[-1].tensor_proto)
+    assert sorted(histograms) == ["net/dense/bias/histogram", "net/dense/kernel/histogram"]  # weight.path
+    assert [event.step for event in train.Tensors("net/dense/kernel/histogram")] == [0, 2]
+    buckets = tensor_util.make_ndarray(train.Tensors("net/dense/kernel/histogram")[-1].tensor_proto)
     assert buckets[:, 2].sum() == 12  # 4 x 3 kernel values counted
 
 

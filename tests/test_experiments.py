@@ -20,8 +20,14 @@ EXTRA = {
 }
 
 
+# Run end to end by its own test, which checks more (per-epoch test accuracy, time to accuracy).
+OWN_TEST = {"cifar_speedrun": "tests/test_speedrun.py"}
+
+
 def experiment_params():
     for name in experiment_files():
+        if name in OWN_TEST:
+            continue
         marks = [pytest.mark.slow] if name in LARGE else []
         yield pytest.param(name, marks=marks, id=name)
 

@@ -222,6 +222,8 @@ def test_quick_speedrun_records_test_accuracy_per_epoch(cifar_data_dir, logs_dir
     args = ["cifar_speedrun", "--quick", "--set", "train_subset=96", "--set", "test_subset=48",
             "--logs-dir", str(logs_dir)]
     assert main(["run", *args, "--data-dir", str(cifar_data_dir), "--verbose", "0"]) == 0
+    assert "failed 0" in capsys.readouterr().out  # tests/test_experiments.py leaves this experiment to this test
+    assert list(logs_dir.rglob("evaluation/summary.json"))  # the best trial, chosen by test accuracy, evaluated
     (history_file,) = logs_dir.rglob("history.csv")
     recorded = pd.read_csv(history_file)
     assert len(recorded) == 1 and recorded["test_accuracy"].between(0, 1).all()

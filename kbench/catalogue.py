@@ -247,11 +247,8 @@ def _to_json(live: Catalogue) -> dict[str, Any]:
 
 
 def _from_json(saved: dict[str, Any]) -> Catalogue:
-    if any(facts == _LIVE for facts in saved["models"].values()):
-        live = _live_catalogue()
-        models = {name: live.models[name] if facts == _LIVE else _model_from(facts) for name, facts in saved["models"].items()}
-    else:
-        models = {name: _model_from(facts) for name, facts in saved["models"].items()}
+    live = _live_catalogue() if _LIVE in saved["models"].values() else None
+    models = {name: live.models[name] if facts == _LIVE else _model_from(facts) for name, facts in saved["models"].items()}
     return Catalogue(
         models,
         {kind: tuple(names) for kind, names in saved["keras_names"].items()},

@@ -88,12 +88,8 @@ class TrialConfig:
         value that does what trials did before it existed, so adding a
         setting does not make every earlier trial a new one.
         """
-        options = {
-            name: option.default
-            for name, option in _builder_options(self.model).items()
-            if option.default is not inspect.Parameter.empty
-        }
-        identity = normalised({**self.to_dict(), "model_options": {**options, **self.model_options}})
+        options = {**builder_defaults(self.model), **self.model_options}
+        identity = normalised({**self.to_dict(), "model_options": options})
         return {key: value for key, value in identity.items()
                 if key not in ADDED_SETTINGS or value != normalised(ADDED_SETTINGS[key])}
 
@@ -123,6 +119,12 @@ ADDED_SETTINGS: dict[str, Any] = {
     "test_every_epoch": False,
     "precision": "float32",
 }
+
+
+def builder_defaults(model: str) -> dict[str, Any]:
+    """The default value of each builder option of `model` that has one."""
+    return {name: option.default for name, option in _builder_options(model).items()
+            if option.default is not inspect.Parameter.empty}
 
 
 def _check_model_name(model: str) -> None:
@@ -617,7 +619,6 @@ def _check_image_size(config: TrialConfig) -> None:
         return
     if config.image_size < 1:
         raise KbenchError(f"image_size={config.image_size} must be at least 1 (or none: the data set's own size)")
-    defaults = {key: o.default for key, o in _builder_options(config.model).items() if o.default is not inspect.Parameter.empty}
-    sizes = catalogue().models[config.model].input_size.for_options({**defaults, **config.model_options})
+    sizes = catalogue().models[config.model].input_size.for_options({**builder_defaults(config.model), **config.model_options})
     if not sizes.allows(config.image_size):
         raise KbenchError(f"image_size={config.image_size} does not fit model {config.model}: it takes {sizes.describe()}")

@@ -166,7 +166,6 @@ class EpochProgress(keras.callbacks.Callback):
         if self._first_epoch is None:
             self._first_epoch = epoch  # fit's first epoch here: it traces and compiles
         self._started = time.perf_counter()
-        self._train_seconds: float | None = None
         self._seen = 0
         self._last_read = self._started
         if self.bar:
@@ -187,13 +186,9 @@ class EpochProgress(keras.callbacks.Callback):
             self._bar.set_postfix({key: f"{float(value):.4g}" for key, value in logs.items() if _shown(key)},
                                   refresh=False)
 
-    def on_test_begin(self, logs: dict | None = None) -> None:
-        if self._train_seconds is None and hasattr(self, "_started"):  # validation inside fit(): training is over
-            self._train_seconds = time.perf_counter() - self._started
-
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         seconds = time.perf_counter() - self._started
-        train_seconds = self._train_seconds or seconds
+        train_seconds = (logs or {}).get("train_time_s") or seconds  # EpochTimer's, validation excluded, when it runs
         if self._bar is not None:
             self._bar.close()
             self._bar = None

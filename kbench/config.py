@@ -56,7 +56,7 @@ class TrialConfig:
     monitor: str = "val_accuracy"  # what ModelCheckpoint keeps the best of
     seed: int = 0
     variant: str = ""  # a name for a set of settings (S4: fine_tune, feature_extractor, scratch)
-    augment: str = "none"  # none, flip or crop_flip (kbench.training.recipe)
+    augment: str = "none"  # none, flip, crop_flip, shift2_flip or shift2_alternating_flip (kbench.training.recipe)
     image_size: int | None = None  # model input size: arrays are resized up front, files per image
     pipeline: str = "resize"  # resize or imagenet: how images become inputs (kbench.data.pipeline)
     train_subset: int | None = None  # first N training examples (quick runs)

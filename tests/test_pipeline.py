@@ -94,6 +94,28 @@ def test_training_batches_follow_the_epoch_order_and_keep_uint8():
         batches[6]
 
 
+def test_alternating_flips_mirror_each_image_in_every_other_epoch():
+    # Each image a distinct, asymmetric row of 3 pixels: [i, i + 100, 200]; mirrored it reads [200, i + 100, i].
+    x = np.stack([np.array([i, i + 100, 200], np.uint8).reshape(1, 3, 1) for i in range(64)])
+    batches = TrainingBatches(ArraySplit(x, np.arange(64)), ImageTransform(), 16, seed=5, epochs=4,
+                              alternating_flips=True)
+    mirrored_in = []
+    for epoch in range(4):
+        mirrored = np.zeros(64, bool)
+        for step in range(4):
+            images, labels = batches[epoch * 4 + step]
+            np.testing.assert_array_equal(images[:, 0, 1, 0], labels + 100)  # right image, middle pixel
+            mirrored[labels] = images[:, 0, 0, 0] == 200
+        mirrored_in.append(mirrored)
+    np.testing.assert_array_equal(mirrored_in[0], ~mirrored_in[1])  # the other half in odd epochs
+    np.testing.assert_array_equal(mirrored_in[0], mirrored_in[2])
+    np.testing.assert_array_equal(mirrored_in[1], mirrored_in[3])
+    assert 16 < mirrored_in[0].sum() < 48  # a random half, not all or none
+    np.testing.assert_array_equal(x[:, 0, 0, 0], np.arange(64))  # the data set itself is untouched
+    plain = TrainingBatches(ArraySplit(x, np.arange(64)), ImageTransform(), 16, seed=5, epochs=1)
+    assert all((plain[step][0][:, 0, 0, 0] < 64).all() for step in range(4))
+
+
 def test_file_batches_decode_crop_and_pad_for_several_devices(tmp_path):
     paths = []
     for i in range(5):

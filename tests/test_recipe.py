@@ -8,7 +8,7 @@ from kbench.config import Overrides, TrialConfig, resolve_trials
 from kbench.data import ArrayDataset
 from kbench.errors import KbenchError
 from kbench.models import build_model
-from kbench.training.recipe import learning_rate, with_augmentation
+from kbench.training.recipe import alternates_flips, learning_rate, with_augmentation
 
 BASE = TrialConfig(dataset="digits", model="a1", learning_rate=0.1, lr_decay_epochs=2)
 
@@ -54,6 +54,17 @@ def test_crop_flip_changes_training_batches_but_not_inference():
     np.testing.assert_allclose(np.asarray(augmenter(images, training=False)), images)
     assert not np.allclose(np.asarray(augmenter(images, training=True)), images)
     assert model.count_params() == build_model("a1", (16, 16, 3), 10).count_params()
+
+
+def test_alternating_flips_leave_the_flip_to_the_feed():
+    layer_types = {
+        augment: [type(layer).__name__ for layer in with_augmentation(build_model("a1", (16, 16, 3), 10), augment, 0).layers]
+        for augment in ("shift2_flip", "shift2_alternating_flip")
+    }
+    assert "RandomReflectShift" in layer_types["shift2_flip"] and "RandomFlip" in layer_types["shift2_flip"]
+    assert "RandomReflectShift" in layer_types["shift2_alternating_flip"]
+    assert "RandomFlip" not in layer_types["shift2_alternating_flip"]
+    assert alternates_flips("shift2_alternating_flip") and not alternates_flips("shift2_flip")
 
 
 def test_resized_data_set_keeps_labels_and_channels():

@@ -103,8 +103,10 @@ def batch_pictures(data, transform: ImageTransform, config, y_pred: np.ndarray, 
     """S4's two pictures: a training batch as the model sees it (after crops and flips of the input
     pipeline) with its labels, and test images with the predicted labels (green right, red wrong)."""
     from kbench.training.feed import load_images, split_training_feed
+    from kbench.training.recipe import alternates_flips
 
-    feed, _ = split_training_feed(data.train, transform, min(PICTURE_COUNT, len(data.train)), config.seed, 1)
+    feed, _ = split_training_feed(data.train, transform, min(PICTURE_COUNT, len(data.train)), config.seed, 1,
+                                  alternating_flips=alternates_flips(config.augment))
     images, labels = next(iter(feed))
     images = np.clip(np.asarray(images), 0, 255).astype(np.uint8)
     titles = [data.class_names[int(label)] for label in np.asarray(labels)]

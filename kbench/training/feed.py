@@ -42,11 +42,17 @@ Split = ArraySplit | FileSplit
 # 1 thread 98-123, 2: 150, 4: 180, 8: 215-219; benchmarks/feed_bench.py, BENCHMARKS.md).
 FEED_THREADS = min(16, 4 * (os.cpu_count() or 1))
 PREFETCH = FEED_THREADS + 2  # batches ready or in the making ahead of the step
+ALTERNATING_FLIPS_STREAM = 0xF11B  # keys flipped_half's generator apart from epoch_order's ([seed, epoch])
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     """The permutation of the training set used in `epoch`."""
     return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+def flipped_half(seed: int, size: int) -> np.ndarray:
+    """airbench's alternating flips: the images (a fixed random half) flipped in even epochs; the rest in odd ones."""
+    return np.random.default_rng([seed, ALTERNATING_FLIPS_STREAM]).random(size) < 0.5
 
 
 def _pixels(split: Split, transform: ImageTransform, rows: np.ndarray, seeds: tuple[int, int, np.ndarray] | None
@@ -81,13 +87,16 @@ def _even(batch: tuple[np.ndarray, np.ndarray], multiple: int) -> tuple[np.ndarr
 class TrainingBatches:
     """Batch k of the training epochs first_epoch..epochs-1: batch k % steps of epoch first_epoch + k // steps.
 
-    Every epoch ends with its own partial batch, so epochs never mix.
+    Every epoch ends with its own partial batch, so epochs never mix. alternating_flips: each image is
+    mirrored in every other epoch (`flipped_half`), which covers both orientations more evenly than a
+    random flip per epoch (airbench94's derandomised flips).
     """
 
     def __init__(self, split: Split, transform: ImageTransform, batch_size: int, seed: int, epochs: int,
-                 first_epoch: int = 0, multiple: int = 1):
+                 first_epoch: int = 0, multiple: int = 1, alternating_flips: bool = False):
         self.split, self.transform, self.batch_size, self.seed = split, transform, batch_size, seed
         self.first_epoch, self.multiple = first_epoch, multiple
+        self.flipped_half = flipped_half(seed, len(split)) if alternating_flips else None
         self.steps_per_epoch = math.ceil(len(split) / batch_size)
         self.count = self.steps_per_epoch * max(epochs - first_epoch, 0)
         # Threads work on neighbouring batches: the current epoch's order (and the next's) are all they need.
@@ -103,6 +112,9 @@ class TrainingBatches:
         positions = np.arange(step * self.batch_size, min((step + 1) * self.batch_size, len(self.split)))
         rows = self._order(epoch)[positions]
         images = _pixels(self.split, self.transform, rows, (self.seed, epoch, positions))
+        if self.flipped_half is not None:  # _pixels returned a new array: flipping in place is safe
+            mirrored = self.flipped_half[rows] != bool(epoch % 2)
+            images[mirrored] = images[mirrored, :, ::-1]
         return _even((images, self.split.labels[rows]), self.multiple)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
@@ -191,10 +203,11 @@ def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoc
 
 
 def split_training_feed(split: Split, transform: ImageTransform, batch_size: int, seed: int, epochs: int,
-                        first_epoch: int = 0, multiple: int = 1):
+                        first_epoch: int = 0, multiple: int = 1, alternating_flips: bool = False):
     """`training_feed` for any split: in-memory images a gather per batch; files (or per-image random crops) one
-    image at a time. `multiple`: the devices of distribution=data_parallel, each batch padded for them."""
-    batches = TrainingBatches(split, transform, batch_size, seed, epochs, first_epoch, multiple)
+    image at a time. `multiple`: the devices of distribution=data_parallel, each batch padded for them;
+    alternating_flips: see TrainingBatches."""
+    batches = TrainingBatches(split, transform, batch_size, seed, epochs, first_epoch, multiple, alternating_flips)
     return _keras_input(batches), batches.steps_per_epoch
 
 

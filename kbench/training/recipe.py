@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # Keras is imported where it is used: config validation reads
     import keras
 
 SCHEDULES = ("constant", "cosine", "cosine_restarts", "step", "triangle")
-AUGMENTATIONS = ("none", "crop_flip", "flip", "shift2_flip")
+AUGMENTATIONS = ("none", "crop_flip", "flip", "shift2_flip", "shift2_alternating_flip")
 
 
 def learning_rate(config, steps_per_epoch: int):
@@ -53,8 +53,11 @@ def with_augmentation(model: keras.Model, augment: str, seed: int) -> keras.Mode
     crop_flip: S2's CIFAR recipe, pad 4 pixels + random crop back to size (a random
     shift of up to 4 pixels with zero fill), then a horizontal flip. RandomTranslation
     rather than ZeroPadding2D + RandomCrop: at inference RandomCrop resizes the padded
-    image instead of passing it through. shift2_flip: airbench's, a shift of up to 2
-    pixels with reflected borders (kbench.training.augmentation), then a flip.
+    image instead of passing it through. shift2_flip: a shift of up to 2 pixels with
+    reflected borders (kbench.training.augmentation), then a flip.
+    shift2_alternating_flip: airbench94's, the same shift, with each image mirrored in
+    every other epoch; the flips are the input feed's (`alternates_flips`), since a
+    layer knows neither the image nor the epoch.
     """
     if augment == "none":
         return model
@@ -67,16 +70,22 @@ def with_augmentation(model: keras.Model, augment: str, seed: int) -> keras.Mode
         steps.append(
             layers.RandomTranslation(4 / height, 4 / width, fill_mode="constant", interpolation="nearest", seed=seed)
         )
-    if augment == "shift2_flip":
+    if augment in ("shift2_flip", "shift2_alternating_flip"):
         from kbench.training.augmentation import RandomReflectShift
 
         steps.append(RandomReflectShift(2, seed=seed))
-    steps.append(layers.RandomFlip("horizontal", seed=seed + 1))
+    if not alternates_flips(augment):
+        steps.append(layers.RandomFlip("horizontal", seed=seed + 1))
     inputs = keras.Input(shape=model.input_shape[1:])
     x = inputs
     for step in steps:
         x = step(x)
     return keras.Model(inputs, model(x), name=f"{model.name}_{augment}")
+
+
+def alternates_flips(augment: str) -> bool:
+    """Whether the input feed mirrors each training image in every other epoch (kbench.training.feed)."""
+    return augment == "shift2_alternating_flip"
 
 
 def freeze_backbone(model: keras.Model, head: str = "logits") -> keras.Model:

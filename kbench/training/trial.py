@@ -32,7 +32,7 @@ from kbench.training.precision import compute_dtype, dtype_policy, loss_scaled, 
 from kbench.training.seeding import set_random_seed
 from kbench.training.tensorboard import EpochSummaries
 from kbench.training.lookahead import SCHEDULES as LOOKAHEAD_SCHEDULES, Lookahead
-from kbench.training.recipe import freeze_backbone, learning_rate, with_augmentation
+from kbench.training.recipe import alternates_flips, freeze_backbone, learning_rate, with_augmentation
 from kbench.training.tta import with_tta
 from kbench.training.weight_decay import apply_coupled_weight_decay
 from kbench.models.whitening import WHITENING_IMAGES, initialise_whitening, whitening_layers
@@ -224,7 +224,8 @@ def train_trial(
             if first_epoch < config.epochs:
                 # multiple: batches padded for distribution=data_parallel's devices (kbench.training.distribution)
                 feed, steps_per_epoch = split_training_feed(
-                    train, transform, config.batch_size, config.seed, config.epochs, first_epoch, devices.count
+                    train, transform, config.batch_size, config.seed, config.epochs, first_epoch, devices.count,
+                    alternating_flips=alternates_flips(config.augment),
                 )
                 progress = [EpochProgress(len(train), config.batch_size, clock)] if verbose >= NORMAL else []
                 with stop_after_batch() as interrupt:

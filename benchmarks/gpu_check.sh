@@ -42,7 +42,8 @@ prepare() {
     "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$dir/wheels" "$repo"
     [[ $had_build == 1 ]] || rm -rf "$repo/build"
     cp "${KBENCH_DATA_DIR:-$repo/../shared/data}/cifar10-jpeg.tar.gz" "$dir/data/"
-    cp "$HERE/gpu_check.sh" "$HERE/gpu_check.py" "$HERE/native_resnet.py" "$dir/"
+    cp "$HERE/gpu_check.sh" "$HERE/gpu_check.py" "$HERE/native_resnet.py" "$HERE/native_airbench.py" \
+        "$repo/experiments/cifar_speedrun.py" "$dir/"
     du -sh "$dir"
     ls "$dir/wheels"
     echo "gpu_check: on the GPU machine run: $dir/gpu_check.sh $dir"

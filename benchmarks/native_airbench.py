@@ -48,10 +48,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-whiten-bias", action="store_true", help="never freeze the whitening bias")
     parser.add_argument("--as-kbench", action="store_true",
                         help="the Keras port's deviations: 10 epochs, random flips, last batch, trainable whitening bias")
+    parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    parser.add_argument("--widths", default=",".join(map(str, RECIPE["widths"])), help="the three groups' widths")
+    parser.add_argument("--train-subset", type=int, help="the first N training images (a smoke run)")
+    parser.add_argument("--test-subset", type=int, help="the first N test images")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--float32", action="store_true", help="float32 on a GPU too")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     args = parser.parse_args(argv)
+    args.widths = tuple(int(w) for w in args.widths.split(","))
     if args.as_kbench:
         args.epochs, args.flips, args.keep_last_batch, args.train_whiten_bias = 10.0, "random", True, True
     return args
@@ -73,7 +78,7 @@ def main(argv=None) -> None:
     half = device.type == "cuda" and not args.float32
     dtype = torch.float16 if half else torch.float32
 
-    data = load_dataset("cifar10", Path(args.data_dir))
+    data = load_dataset("cifar10", Path(args.data_dir)).subset(args.train_subset, args.test_subset)
 
     def to_tensor(images: np.ndarray) -> torch.Tensor:
         normalised = (images.astype(np.float32) / 255 - MEAN) / STD
@@ -102,7 +107,7 @@ def main(argv=None) -> None:
                              conv(cout, cout), BatchNorm(cout), nn.GELU())
 
     whiten_width = 2 * 3 * 2 * 2
-    widths = RECIPE["widths"]
+    widths = args.widths
     whiten = nn.Conv2d(3, whiten_width, 2, padding=0, bias=True)
     net = nn.Sequential(whiten, nn.GELU(), group(whiten_width, widths[0]), group(widths[0], widths[1]),
                         group(widths[1], widths[2]), nn.MaxPool2d(3), nn.Flatten(),
@@ -128,7 +133,7 @@ def main(argv=None) -> None:
         whiten.weight.copy_(torch.cat([filters, -filters]).to(dtype))
 
     # ---------------------------------------------------------------- optimizer
-    batch_size, momentum = RECIPE["batch_size"], RECIPE["momentum"]
+    batch_size, momentum = args.batch_size, RECIPE["momentum"]
     kilostep_scale = 1024 * (1 + 1 / (1 - momentum))  # Nesterov's step amplification, per 1024 examples
     lr = RECIPE["lr"] / kilostep_scale
     wd = RECIPE["weight_decay"] * batch_size / kilostep_scale
@@ -201,7 +206,7 @@ def main(argv=None) -> None:
         net.train()
         images = augmented(epoch)
         order = torch.randperm(len(images), device=device, generator=generator)
-        correct = seen = 0
+        correct, seen = torch.zeros((), device=device), 0  # summed on the device: no host sync per step
         for i in range(steps_per_epoch):
             rows = order[i * batch_size:(i + 1) * batch_size]
             outputs = forward(images[rows])
@@ -211,7 +216,7 @@ def main(argv=None) -> None:
             optimizer.step()
             scheduler.step()
             step += 1
-            correct += (outputs.argmax(1) == train_y[rows]).sum().item()
+            correct += (outputs.argmax(1) == train_y[rows]).sum()
             seen += len(rows)
             if epoch >= RECIPE["ema_start_epoch"] and step % RECIPE["ema_every"] == 0:
                 with torch.no_grad():
@@ -231,7 +236,7 @@ def main(argv=None) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_seconds += time.perf_counter() - started
-        print(json.dumps({"epoch": epoch + 1, "train_accuracy": round(correct / seen, 4),
+        print(json.dumps({"epoch": epoch + 1, "train_accuracy": round(correct.item() / seen, 4),
                           "test_accuracy": round(accuracy(predict(test_x, tta=False)), 4),
                           "train_seconds": round(train_seconds, 1)}), flush=True)
     print(json.dumps({"final": True, "seed": args.seed, "epochs": args.epochs, "flips": args.flips,

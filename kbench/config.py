@@ -49,6 +49,7 @@ class TrialConfig:
     lookahead: str = "none"  # none, or airbench: EMA of the weights copied back into the model (kbench.training.lookahead)
     tta: str = "none"  # none, flip or flip_translate: test-time augmentation of test predictions (kbench.training.tta)
     test_every_epoch: bool = False  # test-set accuracy after every epoch in the history (time to accuracy)
+    drop_last_batch: bool = False  # train on whole batches only: each epoch leaves out its partial last batch
     loss: str = "sparse_categorical_crossentropy"
     from_logits: bool = True
     metrics: tuple[str, ...] = ("accuracy",)
@@ -118,6 +119,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "tta": "none",
     "test_every_epoch": False,
     "precision": "float32",
+    "drop_last_batch": False,
 }
 
 

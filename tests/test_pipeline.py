@@ -19,7 +19,8 @@ from kbench.data.pipeline import (
     random_resized_crop_box,
     training_image,
 )
-from kbench.training.feed import EvaluationBatches, TrainingBatches, epoch_order, prefetched
+from kbench.training.feed import (EvaluationBatches, TrainingBatches, epoch_order, images_per_epoch, prefetched,
+                                  steps_per_epoch)
 
 
 def test_random_resized_crop_follows_torchvision_ranges():
@@ -114,6 +115,17 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch():
     np.testing.assert_array_equal(x[:, 0, 0, 0], np.arange(64))  # the data set itself is untouched
     plain = TrainingBatches(ArraySplit(x, np.arange(64)), ImageTransform(), 16, seed=5, epochs=1)
     assert all((plain[step][0][:, 0, 0, 0] < 64).all() for step in range(4))
+
+
+def test_drop_last_leaves_out_each_epochs_partial_batch():
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    batches = TrainingBatches(ArraySplit(x, np.arange(10)), ImageTransform(), 4, seed=3, epochs=2, drop_last=True)
+    assert batches.steps_per_epoch == 2 and len(batches) == 4
+    assert [len(batches[k][1]) for k in range(4)] == [4, 4, 4, 4]
+    seen = [set(np.concatenate([batches[2 * epoch + step][1] for step in range(2)]).tolist()) for epoch in range(2)]
+    assert all(len(s) == 8 for s in seen) and seen[0] != seen[1]  # a different pair left out each epoch
+    assert steps_per_epoch(10, 4, drop_last=True) == 2 and images_per_epoch(10, 4, drop_last=True) == 8
+    assert steps_per_epoch(3, 4, drop_last=True) == 1 and images_per_epoch(3, 4, drop_last=True) == 3  # no full batch
 
 
 def test_file_batches_decode_crop_and_pad_for_several_devices(tmp_path):

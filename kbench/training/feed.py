@@ -50,6 +50,18 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size)
 
 
+def steps_per_epoch(size: int, batch_size: int, drop_last: bool = False) -> int:
+    """Optimizer steps in an epoch of `size` images; drop_last leaves out the partial last batch (when there
+    is a full one), as airbench and PyTorch's DataLoader(drop_last=True) do."""
+    full = size // batch_size
+    return full if drop_last and full else math.ceil(size / batch_size)
+
+
+def images_per_epoch(size: int, batch_size: int, drop_last: bool = False) -> int:
+    """Images an epoch trains on (fewer than `size` with drop_last)."""
+    return min(size, steps_per_epoch(size, batch_size, drop_last) * batch_size)
+
+
 def flipped_half(seed: int, size: int) -> np.ndarray:
     """airbench's alternating flips: the images (a fixed random half) flipped in even epochs; the rest in odd ones."""
     return np.random.default_rng([seed, ALTERNATING_FLIPS_STREAM]).random(size) < 0.5
@@ -87,17 +99,18 @@ def _even(batch: tuple[np.ndarray, np.ndarray], multiple: int) -> tuple[np.ndarr
 class TrainingBatches:
     """Batch k of the training epochs first_epoch..epochs-1: batch k % steps of epoch first_epoch + k // steps.
 
-    Every epoch ends with its own partial batch, so epochs never mix. alternating_flips: each image is
-    mirrored in every other epoch (`flipped_half`), which covers both orientations more evenly than a
-    random flip per epoch (airbench94's derandomised flips).
+    Every epoch ends with its own partial batch, so epochs never mix, unless drop_last leaves it out (the
+    images left out differ from epoch to epoch). alternating_flips: each image is mirrored in every other
+    epoch (`flipped_half`), which covers both orientations more evenly than a random flip per epoch
+    (airbench94's derandomised flips).
     """
 
     def __init__(self, split: Split, transform: ImageTransform, batch_size: int, seed: int, epochs: int,
-                 first_epoch: int = 0, multiple: int = 1, alternating_flips: bool = False):
+                 first_epoch: int = 0, multiple: int = 1, alternating_flips: bool = False, drop_last: bool = False):
         self.split, self.transform, self.batch_size, self.seed = split, transform, batch_size, seed
         self.first_epoch, self.multiple = first_epoch, multiple
         self.flipped_half = flipped_half(seed, len(split)) if alternating_flips else None
-        self.steps_per_epoch = math.ceil(len(split) / batch_size)
+        self.steps_per_epoch = steps_per_epoch(len(split), batch_size, drop_last)
         self.count = self.steps_per_epoch * max(epochs - first_epoch, 0)
         # Threads work on neighbouring batches: the current epoch's order (and the next's) are all they need.
         self._order = functools.lru_cache(maxsize=2)(lambda epoch: epoch_order(seed, epoch, len(split)))
@@ -203,11 +216,13 @@ def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoc
 
 
 def split_training_feed(split: Split, transform: ImageTransform, batch_size: int, seed: int, epochs: int,
-                        first_epoch: int = 0, multiple: int = 1, alternating_flips: bool = False):
+                        first_epoch: int = 0, multiple: int = 1, alternating_flips: bool = False,
+                        drop_last: bool = False):
     """`training_feed` for any split: in-memory images a gather per batch; files (or per-image random crops) one
     image at a time. `multiple`: the devices of distribution=data_parallel, each batch padded for them;
-    alternating_flips: see TrainingBatches."""
-    batches = TrainingBatches(split, transform, batch_size, seed, epochs, first_epoch, multiple, alternating_flips)
+    alternating_flips, drop_last: see TrainingBatches."""
+    batches = TrainingBatches(split, transform, batch_size, seed, epochs, first_epoch, multiple, alternating_flips,
+                              drop_last)
     return _keras_input(batches), batches.steps_per_epoch
 
 

@@ -26,7 +26,7 @@ from kbench.training.callbacks import EpochProgress, EpochTest, EpochTimer, Term
 from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint, backup_state, resumed_epoch
 from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
-from kbench.training.feed import Split, evaluation_feed, load_images, split_training_feed
+from kbench.training.feed import Split, evaluation_feed, images_per_epoch, load_images, split_training_feed, steps_per_epoch
 from kbench.training.device_feed import on_device
 from kbench.training.precision import compute_dtype, dtype_policy, loss_scaled, with_float32_output
 from kbench.training.seeding import set_random_seed
@@ -193,6 +193,7 @@ def train_trial(
     folder.write_classes(data.class_names)
     record_skipped(data, folder)
     train, val = split_validation(data, config.validation_split)
+    epoch_images = images_per_epoch(len(train), config.batch_size, config.drop_last_batch)
     # distribution=data_parallel: built, trained and (re)loaded on every device (kbench.training.distribution)
     with devices.scope():
         with dtype_policy(config.precision):  # mixed precision: layers built here compute in bf16 / fp16
@@ -208,7 +209,8 @@ def train_trial(
         evaluated = with_tta(model, config.tta)  # what predicts the test set: the model, or it under TTA
         loss = make_loss(config)
         model.compile(
-            optimizer=loss_scaled(make_optimizer(config, math.ceil(len(train) / config.batch_size)), config.precision),
+            optimizer=loss_scaled(make_optimizer(config, steps_per_epoch(len(train), config.batch_size,
+                                                                         config.drop_last_batch)), config.precision),
             loss=loss,
             **devices.compile_metrics(list(config.metrics)),
             jit_compile=JIT[config.jit_compile],
@@ -223,15 +225,15 @@ def train_trial(
         with EnergyMeter() as training_energy, PeakMemory() as training_memory:
             if first_epoch < config.epochs:
                 # multiple: batches padded for distribution=data_parallel's devices (kbench.training.distribution)
-                feed, steps_per_epoch = split_training_feed(
+                feed, steps = split_training_feed(
                     train, transform, config.batch_size, config.seed, config.epochs, first_epoch, devices.count,
-                    alternating_flips=alternates_flips(config.augment),
+                    alternating_flips=alternates_flips(config.augment), drop_last=config.drop_last_batch,
                 )
-                progress = [EpochProgress(len(train), config.batch_size, clock)] if verbose >= NORMAL else []
+                progress = [EpochProgress(epoch_images, config.batch_size, clock)] if verbose >= NORMAL else []
                 with stop_after_batch() as interrupt:
                     model.fit(
                         on_device(feed, devices.count),  # on a GPU: prefetched to it, uint8 (kbench.training.device_feed)
-                        steps_per_epoch=steps_per_epoch,
+                        steps_per_epoch=steps,
                         shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
                         validation_data=None if val is None else evaluation_feed(
                             val, transform, config.batch_size, multiple=devices.count),
@@ -251,9 +253,10 @@ def train_trial(
         logits = predict_logits(evaluated, data.test, transform, config.batch_size)
     test = test_results(config, loss, data.test.labels, logits, data.class_names)
     accelerator_mb, accelerator_note = peak_accelerator_memory_mb()
-    trained_images = len(train) * (config.epochs - first_epoch)
+    trained_images = epoch_images * (config.epochs - first_epoch)
     return (
-        summarize(config, history, data.num_classes, model.count_params(), len(train), 0 if val is None else len(val), len(data.test))
+        summarize(config, history, data.num_classes, model.count_params(), len(train), 0 if val is None else len(val),
+                  len(data.test), epoch_images)
         | test
         | group_metrics(config, data.test, logits.argmax(axis=1), data.num_classes)
         | inference_latency(evaluated, load_images(data.test, transform, np.arange(min(len(data.test), config.batch_size))),
@@ -322,8 +325,10 @@ def summarize(
     n_train: int,
     n_val: int,
     n_test: int,
+    epoch_images: int | None = None,
 ) -> dict[str, Any]:
-    """One trial's training numbers, computed from its history."""
+    """One trial's training numbers, computed from its history; epoch_images: what an epoch trains on
+    (n_train unless drop_last_batch leaves a partial batch out)."""
     losses = history["loss"].to_numpy(dtype=float) if "loss" in history else np.array([math.nan])
     # Stopped before the last epoch (only TerminateOnDivergence stops a trial), or a loss gone wild.
     stopped = len(history) < config.epochs or diverged(losses, num_classes)
@@ -348,7 +353,7 @@ def summarize(
         "epoch_time_s": float(np.median(steady)) if len(steady) else None,
         # Compilation and tracing: what the first epoch took beyond a steady one.
         "compile_time_s": float(epoch_seconds[0] - np.median(steady)) if len(epoch_seconds) > 1 else None,
-        "train_images_per_s": float(np.median(n_train / steady)) if len(steady) else None,
+        "train_images_per_s": float(np.median((epoch_images or n_train) / steady)) if len(steady) else None,
         "params": int(params),
         "n_train": n_train,
         "n_val": n_val,

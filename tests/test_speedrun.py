@@ -105,6 +105,22 @@ def conv_model():
     return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(x)))
 
 
+def test_tta_model_predicts_batches_in_order_from_its_first_call():
+    from kbench.data.dataset import ArraySplit
+    from kbench.data.pipeline import ImageTransform
+    from kbench.training.feed import evaluation_feed
+
+    images = np.random.default_rng(0).integers(0, 256, (48, 8, 8, 3)).astype(np.uint8)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))))
+    split = ArraySplit(images, np.zeros(48, np.int64))
+    predicted = [np.asarray(with_tta(model, "flip_translate").predict(
+        evaluation_feed(split, ImageTransform(), 16, labels=False), verbose=0)) for _ in range(2)]
+    expected = np.asarray(with_tta(model, "flip_translate").predict(images, batch_size=16, verbose=0))
+    np.testing.assert_allclose(predicted[0], expected, rtol=1e-5, atol=1e-6)  # JAX once returned batches 1, 0, 2
+    np.testing.assert_allclose(predicted[1], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_tta_averages_flipped_and_shifted_views():
     model = conv_model()
     images = RNG.normal(size=(3, 6, 6, 2)).astype(np.float32)

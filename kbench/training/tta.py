@@ -42,6 +42,10 @@ class TestTimeAugmentation(keras.Model):
     def __init__(self, model: keras.Model, mode: str, **kwargs):
         super().__init__(name=f"{model.name}_tta_{mode}", **kwargs)
         self.inner, self.mode, self._views = model, mode, views(mode)
+        # It has no weights of its own. Left unbuilt, JAX's first predict builds it on one batch of a
+        # keras.utils.PyDataset and then resets the dataset, which returned kbench's evaluation batches
+        # out of order (Keras 3.15): the first per-epoch test scored shuffled labels.
+        self.built = model.built
 
     def call(self, images, training=False):
         total = None

@@ -26,7 +26,8 @@ from kbench.training.callbacks import EpochProgress, EpochTest, EpochTimer, Term
 from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint, backup_state, resumed_epoch
 from kbench.training.environment import describe_environment
 from kbench.training.energy import EnergyMeter, energy_metrics
-from kbench.training.feed import Split, evaluation_feed, images_per_epoch, load_images, split_training_feed, steps_per_epoch
+from kbench.training.feed import (Split, evaluation_feed, images_per_epoch, load_images, split_training_feed,
+                                  steps_per_epoch)
 from kbench.training.device_feed import on_device
 from kbench.training.precision import compute_dtype, dtype_policy, loss_scaled, with_float32_output
 from kbench.training.seeding import set_random_seed

@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -72,7 +73,6 @@ def main(argv=None) -> None:
     import torch.nn.functional as F
 
     from kbench.data.dataset import load_dataset
-    from pathlib import Path
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,13 +180,14 @@ def main(argv=None) -> None:
         return out
 
     # ---------------------------------------------------------------- evaluation
+    def mirror(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * forward(x) + 0.5 * forward(x.flip(-1))
+
     def predict(images: torch.Tensor, tta: bool) -> torch.Tensor:
         net.eval()
         outputs = []
         with torch.no_grad():
             for x in images.split(2000):
-                def mirror(v):
-                    return 0.5 * forward(v) + 0.5 * forward(v.flip(-1))
                 if not tta:
                     outputs.append(forward(x).float())
                     continue

@@ -194,6 +194,7 @@ def train_trial(
     folder.write_classes(data.class_names)
     record_skipped(data, folder)
     train, val = split_validation(data, config.validation_split)
+    steps = steps_per_epoch(len(train), config.batch_size, config.drop_last_batch)  # the feed's, and the schedule's
     epoch_images = images_per_epoch(len(train), config.batch_size, config.drop_last_batch)
     # distribution=data_parallel: built, trained and (re)loaded on every device (kbench.training.distribution)
     with devices.scope():
@@ -210,8 +211,7 @@ def train_trial(
         evaluated = with_tta(model, config.tta)  # what predicts the test set: the model, or it under TTA
         loss = make_loss(config)
         model.compile(
-            optimizer=loss_scaled(make_optimizer(config, steps_per_epoch(len(train), config.batch_size,
-                                                                         config.drop_last_batch)), config.precision),
+            optimizer=loss_scaled(make_optimizer(config, steps), config.precision),
             loss=loss,
             **devices.compile_metrics(list(config.metrics)),
             jit_compile=JIT[config.jit_compile],
@@ -226,7 +226,7 @@ def train_trial(
         with EnergyMeter() as training_energy, PeakMemory() as training_memory:
             if first_epoch < config.epochs:
                 # multiple: batches padded for distribution=data_parallel's devices (kbench.training.distribution)
-                feed, steps = split_training_feed(
+                feed, _ = split_training_feed(
                     train, transform, config.batch_size, config.seed, config.epochs, first_epoch, devices.count,
                     alternating_flips=alternates_flips(config.augment), drop_last=config.drop_last_batch,
                 )

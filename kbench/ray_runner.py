@@ -25,6 +25,7 @@ from typing import Any
 
 from kbench.config import Experiment, Overrides, trial_config
 from kbench.errors import KbenchError
+from kbench.paths import ENVIRONMENT
 from kbench.results.store import RUNS_DIR
 from kbench.results.trial_folder import Status, TrialFolder
 from kbench.runner import (
@@ -34,7 +35,7 @@ from kbench.runner import (
 SCHEDULERS = ("fifo", "asha")
 RETRIES = 2  # a trial whose worker dies is tried this many more times, resuming each time
 MONITOR = "val_accuracy"
-PASSED_ON = ("KBENCH_DATA_DIR", "KBENCH_CACHE_DIR", "KBENCH_VIRTUAL_DEVICES", "KERAS_HOME")
+PASSED_ON = (*ENVIRONMENT, "KERAS_HOME")
 
 
 @dataclass(frozen=True)

@@ -59,13 +59,14 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 from kbench.config.settings import Distribution, choices
 from kbench.errors import KbenchError
+from kbench.paths import VIRTUAL_DEVICES_ENV
 
 if TYPE_CHECKING:
     from kbench.config.settings import TrialConfig
 
 DISTRIBUTIONS = choices(Distribution)
 NONE, DATA_PARALLEL = DISTRIBUTIONS
-VIRTUAL_DEVICES = "KBENCH_VIRTUAL_DEVICES"  # N: split TensorFlow's CPU into N logical devices (tests, benchmarks)
+VIRTUAL_DEVICES = VIRTUAL_DEVICES_ENV
 _STRATEGIES: dict[tuple[str, ...], Any] = {}  # TensorFlow: the MirroredStrategy of each device set, made once
 
 

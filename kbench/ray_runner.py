@@ -227,17 +227,14 @@ def _tune(run, jobs: list[TrialJob], options: RayOptions, outcome: RunOutcome) -
 
 def record_stopped_early(folder: TrialFolder, job: TrialJob) -> None:
     """The trial ASHA stopped: its epochs and best validation accuracy, status `stopped_early`."""
-    from kbench.training.trial import monitor_mode
+    from kbench.results.rules import best_epoch_row
 
     with folder.lock():  # held until the stopped worker process has gone
         if folder.is_finished():
             return
         history = folder.history()
         config = trial_config(job.config)
-        best = None
-        if not history.empty and config.monitor in history:
-            column = history[config.monitor]
-            best = history.loc[column.idxmin() if monitor_mode(config.monitor) == "min" else column.idxmax()]
+        best = best_epoch_row(history, config.monitor)
         folder.finish({
             "status": Status.STOPPED_EARLY,
             "epochs_run": len(history),

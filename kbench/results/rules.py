@@ -1,7 +1,11 @@
-"""The rules that turn stored trials into the numbers a run reports: which finished trial is a
-run's best, and by which metric."""
+"""The rules that turn stored trials into the numbers a run reports, in one place for the trial's
+summary, Ray's stopped trials, time to accuracy and the report: a trial's best epoch, its
+compile time and steady-state epochs; a run's best trial, and the metric it is chosen by."""
 
 from __future__ import annotations
+
+import numpy as np
+import pandas as pd
 
 from kbench.results.trial_folder import Status, TrialFolder
 
@@ -25,3 +29,42 @@ def selection_metric(metrics: list[dict]) -> str:
     if any(m.get("best_val_accuracy") is not None for m in metrics):
         return "best_val_accuracy"
     return "test_accuracy"
+
+
+# ----------------------------------------------------------------------------- one trial's history
+
+
+def monitor_mode(monitor: str) -> str:
+    """'min' for a loss, else 'max': which way `monitor` improves."""
+    return "min" if "loss" in monitor else "max"
+
+
+def best_epoch_row(history: pd.DataFrame, monitor: str) -> pd.Series | None:
+    """The history row of the epoch where `monitor` was best (the first such), or None without one."""
+    if monitor not in history or not history[monitor].notna().any():
+        return None
+    column = pd.to_numeric(history[monitor], errors="coerce")
+    return history.loc[column.idxmin() if monitor_mode(monitor) == "min" else column.idxmax()]
+
+
+def best_value(history: pd.DataFrame, monitor: str) -> float | None:
+    """`monitor`'s best value so far (ModelCheckpoint's threshold on resume), or None."""
+    row = best_epoch_row(history, monitor)
+    return None if row is None else float(row[monitor])
+
+
+def epoch_seconds(history: pd.DataFrame) -> np.ndarray:
+    """Each epoch's training time (`train_time_s`: fit's batches and feed; validation and tests excluded)."""
+    return pd.to_numeric(history.get("train_time_s", pd.Series(dtype=float)), errors="coerce").to_numpy(float)
+
+
+def steady_seconds(seconds: np.ndarray) -> np.ndarray:
+    """The epochs in steady state: all but the first, which pays for tracing and compilation (the only one if
+    there is one)."""
+    return seconds[1:] if len(seconds) > 1 else seconds
+
+
+def compile_time_s(seconds: np.ndarray) -> float | None:
+    """Compilation and tracing: what the first epoch took beyond a steady one (the median of the others);
+    None with fewer than two epochs."""
+    return float(seconds[0] - np.median(seconds[1:])) if len(seconds) > 1 else None

@@ -28,39 +28,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from kbench.input_size import InputSize
+
 CATALOGUE_VERSION = 1
 KERAS_KINDS = ("optimizer", "loss", "activation")
 _MODELS_DIR = Path(__file__).resolve().parent / "models"
-
-
-@dataclass(frozen=True)
-class InputSize:
-    """The image sizes (height and width, in pixels) a model builds for: at least `minimum`, a multiple of `multiple_of`.
-
-    Either bound may name one of the model's options instead of a number (ViT: `patch_size`), read
-    from the trial's options with the builder's defaults filled in (`for_options`). Checked against
-    `image_size` before any training (kbench.config.validate), so a size the model cannot take
-    fails at once, not when the trial builds it.
-    """
-
-    minimum: int | str = 1
-    multiple_of: int | str = 1
-
-    def for_options(self, options: dict[str, Any]) -> InputSize:
-        """The sizes with option names replaced by the options' values."""
-
-        def value(bound: int | str) -> int:
-            return max(1, int(options[bound])) if isinstance(bound, str) else bound
-
-        return InputSize(value(self.minimum), value(self.multiple_of))
-
-    def allows(self, size: int) -> bool:
-        return size >= self.minimum and size % self.multiple_of == 0
-
-    def describe(self) -> str:
-        if self.multiple_of > 1:
-            return f"a multiple of {self.multiple_of} px (at least {max(self.minimum, self.multiple_of)})"
-        return f"at least {self.minimum} px"
 
 
 @dataclass(frozen=True)
@@ -91,7 +63,7 @@ class Catalogue:
 
 def catalogue() -> Catalogue:
     """The facts, from the cache file when it matches the sources and versions, else read live and cached."""
-    from kbench.data.cache import cache_dir
+    from kbench.paths import cache_dir
 
     return _catalogue(cache_dir() / f"catalogue-{_cache_key()}.json")
 
@@ -116,7 +88,7 @@ def cached_json(name: str, compute: Callable[[], Any]) -> Any:
     """`compute()`'s JSON-able answer, kept in the cache folder under `name` beside the catalogue (same key:
     recomputed when a model source, kbench, Keras, Python or the backend changes)."""
     from kbench.atomic import write_json_atomic
-    from kbench.data.cache import cache_dir
+    from kbench.paths import cache_dir
 
     path = cache_dir() / f"catalogue-{_cache_key()}" / f"{name}.json"
     try:

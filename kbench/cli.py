@@ -9,9 +9,9 @@ import warnings
 from pathlib import Path
 
 from kbench.errors import KbenchError
+from kbench.paths import DATA_DIR_ENV, LOGS_DIR_ENV, default_logs_dir
 from kbench.training.precision import PRECISIONS  # no Keras import: the parser stays quick
 
-LOGS_DIR_ENV = "KBENCH_LOGS_DIR"
 
 
 def _add_overrides(parser: argparse.ArgumentParser, experiment_required: bool = True) -> None:
@@ -30,7 +30,7 @@ def _add_overrides(parser: argparse.ArgumentParser, experiment_required: bool = 
     parser.add_argument("--skip-bad", action="store_true",
                         help="image files: leave out unreadable or mislabelled files instead of stopping "
                         "(each trial lists them in skipped.csv); same as --set skip_bad=true")
-    parser.add_argument("--logs-dir", type=Path, default=_default_logs_dir(),
+    parser.add_argument("--logs-dir", type=Path, default=default_logs_dir(),
                         help=f"results folder (default: ${LOGS_DIR_ENV} or ./logs)")
 
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train every unfinished point of an experiment's grid")
     _add_overrides(run)
     run.add_argument("--data-dir", type=Path, default=None,
-                     help="folder with local data-set files (default: $KBENCH_DATA_DIR, else download)")
+                     help=f"folder with local data-set files (default: ${DATA_DIR_ENV}, else download)")
     talk = run.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", dest="verbose", action="store_const", const=0, default=1,
                       help="print only errors and the run's summary (same as --verbose 0)")
@@ -209,13 +209,9 @@ def _command(name: str, args: argparse.Namespace) -> str:
     words += [word for text in args.grids for word in ("--grid", text)]
     words += ["--quick"] if args.quick else []
     words += ["--skip-bad"] if getattr(args, "skip_bad", False) else []
-    if args.logs_dir != _default_logs_dir():
+    if args.logs_dir != default_logs_dir():
         words += ["--logs-dir", str(args.logs_dir)]
     return shlex.join(words)
-
-
-def _default_logs_dir() -> Path:
-    return Path(os.environ.get(LOGS_DIR_ENV, "logs"))
 
 
 def cmd_data(args: argparse.Namespace) -> int:

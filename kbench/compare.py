@@ -109,7 +109,7 @@ def comparison_table(table: pd.DataFrame, grid_keys: list[str], target_accuracy:
 
 def comparison_chart(comparison: pd.DataFrame, point_keys: list[str], path: Path) -> None:
     """Bars of accuracy (with std) and training throughput per grid point and backend."""
-    from kbench.reports import plots  # pyplot with the file-only backend
+    from kbench.results import plots  # pyplot with the file-only backend
 
     plt = plots.plt
     labels = comparison[point_keys].astype(str).agg(" ".join, axis=1) if point_keys else pd.Series("all", index=comparison.index)

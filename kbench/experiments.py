@@ -12,8 +12,8 @@ from pathlib import Path
 
 from kbench.config import Experiment
 from kbench.errors import KbenchError
+from kbench.paths import EXPERIMENTS_DIR_ENV
 
-EXPERIMENTS_DIR_ENV = "KBENCH_EXPERIMENTS_DIR"
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "experiments"
 
 

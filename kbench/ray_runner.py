@@ -25,6 +25,7 @@ from typing import Any
 
 from kbench.config import Experiment, Overrides, trial_config
 from kbench.errors import KbenchError
+from kbench.paths import ENVIRONMENT
 from kbench.results.store import RUNS_DIR
 from kbench.results.trial_folder import Status, TrialFolder
 from kbench.runner import (
@@ -34,7 +35,7 @@ from kbench.runner import (
 SCHEDULERS = ("fifo", "asha")
 RETRIES = 2  # a trial whose worker dies is tried this many more times, resuming each time
 MONITOR = "val_accuracy"
-PASSED_ON = ("KBENCH_DATA_DIR", "KBENCH_CACHE_DIR", "KBENCH_VIRTUAL_DEVICES", "KERAS_HOME")
+PASSED_ON = (*ENVIRONMENT, "KERAS_HOME")
 
 
 @dataclass(frozen=True)
@@ -226,17 +227,14 @@ def _tune(run, jobs: list[TrialJob], options: RayOptions, outcome: RunOutcome) -
 
 def record_stopped_early(folder: TrialFolder, job: TrialJob) -> None:
     """The trial ASHA stopped: its epochs and best validation accuracy, status `stopped_early`."""
-    from kbench.training.trial import monitor_mode
+    from kbench.results.rules import best_epoch_row
 
     with folder.lock():  # held until the stopped worker process has gone
         if folder.is_finished():
             return
         history = folder.history()
         config = trial_config(job.config)
-        best = None
-        if not history.empty and config.monitor in history:
-            column = history[config.monitor]
-            best = history.loc[column.idxmin() if monitor_mode(config.monitor) == "min" else column.idxmax()]
+        best = best_epoch_row(history, config.monitor)
         folder.finish({
             "status": Status.STOPPED_EARLY,
             "epochs_run": len(history),

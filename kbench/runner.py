@@ -22,8 +22,9 @@ from typing import Any
 from kbench.config import Experiment, Overrides, TrialConfig, TrialPlan, resolve_trials
 from kbench.data import load_dataset
 from kbench.errors import KbenchError
+from kbench.results.rules import best_finished, selection_metric
 from kbench.results.store import RunStore, ensure_writable, legacy_note, run_name
-from kbench.results.trial_folder import Evaluation, Status, TrialFolder
+from kbench.results.trial_folder import Evaluation, TrialFolder
 from kbench.training.progress import NORMAL, VERBOSE, GridClock
 
 # An OSError with one of these while writing results means the logs folder, not the trial, is at fault.
@@ -87,27 +88,6 @@ def load_all(trials: list[TrialConfig], data_dir: Path | None) -> dict[tuple, Lo
 def describe_sizes(data) -> str:
     sizes = {name: len(split) for name, split in (("train", data.train), ("val", data.val), ("test", data.test)) if split}
     return ", ".join(f"{count:,} {name}" for name, count in sizes.items()) + f" images, {data.num_classes} classes"
-
-
-def best_finished(folders: list[TrialFolder]) -> TrialFolder | None:
-    """The finished trial with the highest best validation accuracy (selection never looks at test).
-
-    A run whose trials have no validation split at all (validation_split=0: cifar_speedrun trains on every
-    image, as airbench does) is the one exception: there its trials are ranked by test accuracy, and
-    selection_metric() says so wherever the choice is printed.
-    """
-    finished = [(folder, metrics) for folder in folders
-                if (metrics := folder.read_metrics()) and metrics.get("status") == Status.FINISHED]
-    key = selection_metric([metrics for _, metrics in finished])
-    scored = [(metrics[key], folder) for folder, metrics in finished if metrics.get(key) is not None]
-    return max(scored, key=lambda item: item[0])[1] if scored else None
-
-
-def selection_metric(metrics: list[dict]) -> str:
-    """best_val_accuracy, or test_accuracy when no trial has a validation accuracy."""
-    if any(m.get("best_val_accuracy") is not None for m in metrics):
-        return "best_val_accuracy"
-    return "test_accuracy"
 
 
 @dataclass
@@ -238,7 +218,7 @@ def attempt_trial(
 
 def _train(config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_keys: list[str], label: str,
            verbose: int, callbacks: list, clock: GridClock | None = None) -> Attempt:
-    from kbench.reports.tensorboard_summaries import write_hparams
+    from kbench.training.tensorboard_summaries import write_hparams
     from kbench.training.trial import train_trial
 
     if verbose >= NORMAL:
@@ -282,8 +262,8 @@ def _evaluate(config: TrialConfig, folder: TrialFolder, data) -> str | None:
 
     A failed evaluation is recorded in evaluation/error.txt; the trained results stay as they are.
     """
-    from kbench.reports.evaluation import evaluate_best
-    from kbench.reports.tensorboard_summaries import write_images
+    from kbench.training.evaluation import evaluate_best
+    from kbench.training.tensorboard_summaries import write_images
     from kbench.training.trial import prepared
 
     with folder.lock():

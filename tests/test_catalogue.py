@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from kbench import catalogue as catalogue_module
-from kbench.catalogue import InputSize, catalogue
+from kbench.catalogue import catalogue
+from kbench.input_size import InputSize
 from kbench.models import MODELS
 from kbench.models.registry import input_size_rule, model_options
 

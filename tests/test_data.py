@@ -9,7 +9,7 @@ from PIL import Image
 
 from kbench.data import DATASETS, load_dataset
 from kbench.data import cifar10 as cifar10_module
-from kbench.data.cache import cache_dir
+from kbench.paths import cache_dir
 from kbench.data.image_folder import read_image_folder
 from kbench.errors import KbenchError
 

@@ -44,7 +44,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_finished_trials(write
 
 
 def test_a_failed_evaluation_is_recorded_and_the_trained_results_kept(write_experiment, logs_dir, capsys, monkeypatch):
-    import kbench.reports.evaluation as evaluation
+    import kbench.training.evaluation as evaluation
 
     path = write_experiment("two", TWO_TRIALS)
     evaluate_best = evaluation.evaluate_best

@@ -19,7 +19,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
 from kbench.cli import main
-from kbench.reports.tensorboard_summaries import FINAL_METRICS
+from kbench.training.tensorboard_summaries import FINAL_METRICS
 
 TINY = """\
 from kbench.config import Experiment, TrialConfig

@@ -9,7 +9,8 @@ import pytest
 from kbench.config import Experiment, Overrides, TrialConfig, resolve_trials
 from kbench.errors import KbenchError
 from kbench.models import build_model
-from kbench.models.registry import InputSize, input_size
+from kbench.input_size import InputSize
+from kbench.models.registry import input_size
 from kbench.training.callbacks import TerminateOnDivergence, divergence_bound, diverged
 
 

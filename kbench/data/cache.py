@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -12,16 +11,10 @@ import numpy as np
 
 from kbench.atomic import atomic_path
 from kbench.data.dataset import ArrayDataset
+from kbench.paths import cache_dir
 
-CACHE_DIR_ENV = "KBENCH_CACHE_DIR"
 # Bump when decoding changes, so caches written by older code are not reused.
 DECODER_VERSION = 2
-
-
-def cache_dir() -> Path:
-    """KBENCH_CACHE_DIR, else ~/.cache/kbench."""
-    value = os.environ.get(CACHE_DIR_ENV)
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "kbench"
 
 
 def _source_key(source: Path) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from kbench.paths import default_data_dir
 from kbench.registry import Registry
 
 # A loader gets the local data folder (or None) and returns the data in memory,
@@ -18,7 +18,6 @@ Loader = Callable[[Path | None], "ArrayDataset | Path"]
 
 DATASETS: Registry[Loader] = Registry("data set")
 
-DATA_DIR_ENV = "KBENCH_DATA_DIR"
 
 
 @dataclass(frozen=True)
@@ -109,12 +108,6 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     ]
     out = np.stack(resized)
     return out[..., np.newaxis] if grey else out
-
-
-def default_data_dir() -> Path | None:
-    """The folder named by KBENCH_DATA_DIR, if set."""
-    value = os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None
 
 
 def load_dataset(

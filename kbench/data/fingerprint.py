@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kbench.atomic import write_text_atomic
-from kbench.data.cache import cache_dir
+from kbench.paths import cache_dir
 from kbench.data.dataset import ArrayDataset
 from kbench.data.files import FileDataset, FileSplit
 

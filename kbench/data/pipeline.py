@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kbench.config.settings import Pipeline, choices
 from kbench.errors import KbenchError
 
-RESIZE = "resize"
-IMAGENET = "imagenet"
-PIPELINES = (RESIZE, IMAGENET)
+PIPELINES = choices(Pipeline)
+RESIZE, IMAGENET = PIPELINES
 # torchvision's ImageNet recipe: resize to 256, center crop 224; RandomResizedCrop's defaults.
 EVAL_RESIZE_RATIO = 256 / 224
 CROP_AREA = (0.08, 1.0)

@@ -35,7 +35,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from kbench.data.cache import cache_dir
+from kbench.paths import cache_dir
 from kbench.data.files import FileDataset, FileSplit, SkippedFile
 from kbench.errors import KbenchError
 

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from kbench.catalogue import InputSize
+from kbench.input_size import InputSize
 from kbench.models.layers import DataFormat, MaxPooling2D, channel_axis, resolve_data_format, to_data_format
 from kbench.models.registry import MODELS, declare_input_size
 from kbench.models.whitening import PatchWhitening

@@ -29,7 +29,8 @@ import keras
 from keras import layers, ops
 
 from kbench.errors import KbenchError
-from kbench.models.registry import MODELS
+from kbench.input_size import InputSize
+from kbench.models.registry import MODELS, declare_input_size
 
 # keras.applications checks this itself and raises a ValueError; we say it in kbench's words.
 MIN_SIZE = 32
@@ -236,6 +237,7 @@ def _register(name: str, description: str) -> None:
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"{description}\n\nSee `build_application` for weights and small_input."
     MODELS.register(name)(builder)
+    declare_input_size(name, InputSize(MIN_SIZE))  # a keras.applications limit, whatever small_input says
 
 
 _register("resnet50", "ResNet-50 (keras.applications; caffe-style preprocessing inside); 25.6 M params at 1000 classes.")

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import keras
 
-from kbench.catalogue import InputSize
+from kbench.input_size import InputSize
 from kbench.registry import Registry
 
 Builder = Callable[..., keras.Model]
@@ -38,7 +38,7 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **opt
 
 # ----------------------------------------------------------------------------- input sizes
 
-# Model name -> the sizes it takes; a bound may name an option (kbench.catalogue.InputSize).
+# Model name -> the sizes it takes; a bound may name an option (kbench.input_size.InputSize).
 INPUT_SIZES: dict[str, InputSize] = {}
 
 
@@ -49,11 +49,7 @@ def declare_input_size(name: str, rule: InputSize) -> None:
 
 def input_size_rule(name: str) -> InputSize:
     """The sizes model `name` takes, bounds that name options left as names."""
-    if name in INPUT_SIZES:
-        return INPUT_SIZES[name]
-    from kbench.models.applications import APPLICATIONS, MIN_SIZE  # not at import: applications imports us
-
-    return InputSize(MIN_SIZE) if name in APPLICATIONS else InputSize()
+    return INPUT_SIZES.get(name, InputSize())
 
 
 def input_size(name: str, options: dict[str, Any] | None = None) -> InputSize:

@@ -33,13 +33,13 @@ from PIL import Image
 from kbench.atomic import read_json, write_bytes_atomic, write_text_atomic
 from kbench.config import Experiment, Overrides, TrialConfig, looks_like_path, resolve_trials
 from kbench.errors import KbenchError
-from kbench.reports import plots
-from kbench.reports.evaluation import MAX_THUMBNAILS, THUMBNAIL_SIZE, load_thumbnails
+from kbench.results import plots
 from kbench.reports.tables import markdown_table, styled_comparison, styled_per_class, styled_results
 from kbench.results.store import RunStore, backends_with_results, run_name
 from kbench.results.table import results_table, study_datasets
+from kbench.results.rules import best_finished
+from kbench.results.thumbnails import MAX_THUMBNAILS, THUMBNAIL_SIZE, load_thumbnails
 from kbench.results.trial_folder import Evaluation, TrialFolder
-from kbench.runner import best_finished
 
 plt = plots.plt  # pyplot with the file-only backend plots.py selects
 

@@ -1,7 +1,7 @@
 """The one definition of each test metric kbench reports, as pure functions of label arrays.
 
 metrics.json (kbench.training.trial), the best trial's evaluation summary
-(kbench.reports.evaluation) and the report all compute their numbers here, so
+(kbench.training.evaluation) and the report all compute their numbers here, so
 a figure means the same wherever it is shown. Macro averages run over every
 class of the data set: a class the test set lacks, or the model never
 predicts, counts as 0 rather than being left out.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kbench.atomic import read_json, write_json_atomic
-from kbench.config import TrialConfig, _short_hash
+from kbench.config import TrialConfig, short_hash
 from kbench.errors import KbenchError
 from kbench.results.trial_folder import Status, TrialFolder
 
@@ -36,7 +36,7 @@ def run_name(experiment: str, quick: bool) -> str:
 
 def plan_key(trials: list[TrialConfig]) -> str:
     """The identity of a run: the set of its trials' settings, however the overrides were written."""
-    return _short_hash(sorted(config.key() for config in trials), length=10)
+    return short_hash(sorted(config.key() for config in trials), length=10)
 
 
 def trial_identity(config: TrialConfig, data_fingerprint: str) -> dict[str, Any]:

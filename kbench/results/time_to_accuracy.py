@@ -6,7 +6,7 @@ accuracy (`val_accuracy`). The time is the training time of the epochs up to
 and including the first that reaches the target (`train_time_s` per epoch:
 fit's batches, data feed included, validation and per-epoch test excluded).
 Compile time is the first epoch's extra time over a steady epoch (the median
-of the others), the same definition as metrics.json's `compile_time_s`; the
+of the others: kbench.results.rules, as metrics.json's `compile_time_s`); the
 time without it is shown beside. A trial that never reaches the target has no
 epoch and no time (`target_reached` false).
 """
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kbench.results import rules
+
 ACCURACY_COLUMNS = ("test_accuracy", "val_accuracy")  # preferred first
 TIME_TO_ACCURACY_COLUMNS = ["target_reached", "target_epoch", "time_to_target_s", "time_to_target_excl_compile_s",
                             "compile_time_s", "accuracy_measured_on"]
@@ -28,8 +30,9 @@ def time_to_accuracy(history: pd.DataFrame, target: float) -> dict[str, Any]:
     """{target_reached, target_epoch (1-based), time_to_target_s, time_to_target_excl_compile_s,
     compile_time_s, accuracy_measured_on ('test_accuracy' / 'val_accuracy' / None)} for one trial."""
     column = next((c for c in ACCURACY_COLUMNS if c in history and history[c].notna().any()), None)
-    seconds = pd.to_numeric(history.get("train_time_s", pd.Series(dtype=float)), errors="coerce").to_numpy(float)
-    compile_s = float(seconds[0] - np.median(seconds[1:])) if len(seconds) > 1 else math.nan
+    seconds = rules.epoch_seconds(history)
+    compile_time = rules.compile_time_s(seconds)
+    compile_s = math.nan if compile_time is None else compile_time
     result: dict[str, Any] = {"target_reached": False, "target_epoch": None, "time_to_target_s": None,
                               "time_to_target_excl_compile_s": None,
                               "compile_time_s": None if math.isnan(compile_s) else compile_s,

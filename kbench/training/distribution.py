@@ -57,14 +57,16 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
+from kbench.config.settings import Distribution, choices
 from kbench.errors import KbenchError
+from kbench.paths import VIRTUAL_DEVICES_ENV
 
 if TYPE_CHECKING:
-    from kbench.config import TrialConfig
+    from kbench.config.settings import TrialConfig
 
-NONE, DATA_PARALLEL = "none", "data_parallel"
-DISTRIBUTIONS = (NONE, DATA_PARALLEL)
-VIRTUAL_DEVICES = "KBENCH_VIRTUAL_DEVICES"  # N: split TensorFlow's CPU into N logical devices (tests, benchmarks)
+DISTRIBUTIONS = choices(Distribution)
+NONE, DATA_PARALLEL = DISTRIBUTIONS
+VIRTUAL_DEVICES = VIRTUAL_DEVICES_ENV
 _STRATEGIES: dict[tuple[str, ...], Any] = {}  # TensorFlow: the MirroredStrategy of each device set, made once
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import keras
 
-from kbench.config import LOOKAHEADS  # noqa: F401  (the choices, known without Keras)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Iterator
 
-if TYPE_CHECKING:  # imported where used: config validation reads PRECISIONS without Keras (fast CLI answers)
+from kbench.config.settings import Precision, choices
+
+if TYPE_CHECKING:  # imported where used: the CLI reads PRECISIONS without Keras (fast answers)
     import keras
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = choices(Precision)
 
 
 @contextlib.contextmanager

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kbench.config.settings import Augmentation, Schedule, choices
 from kbench.errors import KbenchError
 
 if TYPE_CHECKING:  # Keras is imported where it is used: config validation reads the names below without it
     import keras
 
-SCHEDULES = ("constant", "cosine", "cosine_restarts", "step", "triangle")
-AUGMENTATIONS = ("none", "crop_flip", "flip", "shift2_flip", "shift2_alternating_flip")
+SCHEDULES = choices(Schedule)
+AUGMENTATIONS = choices(Augmentation)
 
 
 def learning_rate(config, steps_per_epoch: int):

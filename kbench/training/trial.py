@@ -19,7 +19,8 @@ from kbench.data.files import FileDataset, FileSplit
 from kbench.data.pipeline import DEFAULT_FILE_IMAGE_SIZE, ImageTransform
 from kbench.errors import KbenchError
 from kbench.models import build_model
-from kbench.results import metrics as scores
+from kbench.results import metrics as scores, rules
+from kbench.results.rules import best_value, monitor_mode
 from kbench.results.store import trial_identity
 from kbench.results.trial_folder import Status, TrialFolder
 from kbench.training.callbacks import EpochProgress, EpochTest, EpochTimer, TerminateOnDivergence, diverged
@@ -124,16 +125,6 @@ def input_shape(data: Dataset, transform: ImageTransform) -> tuple[int, int, int
         return data.input_shape  # type: ignore[union-attr]
     channels = 3 if isinstance(data, FileDataset) else data.input_shape[-1]
     return (transform.size, transform.size, channels)
-
-
-def monitor_mode(monitor: str) -> str:
-    return "min" if "loss" in monitor else "max"
-
-
-def best_value(history: pd.DataFrame, monitor: str) -> float | None:
-    if history.empty or monitor not in history:
-        return None
-    return float(history[monitor].min() if monitor_mode(monitor) == "min" else history[monitor].max())
 
 
 def make_callbacks(config: TrialConfig, folder: TrialFolder, history: pd.DataFrame, num_classes: int,
@@ -333,15 +324,9 @@ def summarize(
     losses = history["loss"].to_numpy(dtype=float) if "loss" in history else np.array([math.nan])
     # Stopped before the last epoch (only TerminateOnDivergence stops a trial), or a loss gone wild.
     stopped = len(history) < config.epochs or diverged(losses, num_classes)
-    best_row = None
-    if config.monitor in history and history[config.monitor].notna().any():
-        best_index = (
-            history[config.monitor].idxmin() if monitor_mode(config.monitor) == "min" else history[config.monitor].idxmax()
-        )
-        best_row = history.loc[best_index]
-    epoch_seconds = history["train_time_s"].to_numpy(dtype=float) if "train_time_s" in history else np.array([])
-    # The first epoch pays for tracing and compilation; steady state is the rest.
-    steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
+    best_row = rules.best_epoch_row(history, config.monitor)
+    seconds = rules.epoch_seconds(history)
+    steady = rules.steady_seconds(seconds)
     return {
         "status": Status.DIVERGED if stopped else Status.FINISHED,
         # No validation (validation_split=0): Keras's CSVLogger still writes an empty val_accuracy column.
@@ -349,11 +334,10 @@ def summarize(
         if best_row is not None and "val_accuracy" in best_row and pd.notna(best_row["val_accuracy"]) else None,
         "best_epoch": int(best_row["epoch"]) + 1 if best_row is not None else None,
         "epochs_run": len(history),
-        "train_time_s": float(epoch_seconds.sum()),
-        "first_epoch_time_s": float(epoch_seconds[0]) if len(epoch_seconds) else None,
+        "train_time_s": float(seconds.sum()),
+        "first_epoch_time_s": float(seconds[0]) if len(seconds) else None,
         "epoch_time_s": float(np.median(steady)) if len(steady) else None,
-        # Compilation and tracing: what the first epoch took beyond a steady one.
-        "compile_time_s": float(epoch_seconds[0] - np.median(steady)) if len(epoch_seconds) > 1 else None,
+        "compile_time_s": rules.compile_time_s(seconds),
         "train_images_per_s": float(np.median((epoch_images or n_train) / steady)) if len(steady) else None,
         "params": int(params),
         "n_train": n_train,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kbench.config import TTA_CHOICES
+from kbench.config.settings import TTAMode, choices
 
 
 def _shifted(images, dy: int, dx: int):
@@ -33,7 +33,7 @@ def views(mode: str) -> list[tuple[float, bool, tuple[int, int]]]:
     if mode == "flip_translate":
         shifts = [(0.5, (0, 0)), (0.25, (1, 1)), (0.25, (-1, -1))]
         return [(ws * wf, f, s) for ws, s in shifts for wf, f in mirror]
-    raise ValueError(f"tta={mode!r} must be one of {', '.join(TTA_CHOICES)}")
+    raise ValueError(f"tta={mode!r} must be one of {', '.join(choices(TTAMode))}")
 
 
 class TestTimeAugmentation(keras.Model):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import keras
 
-from kbench.config import WEIGHT_DECAY_STYLES  # noqa: F401  (the choices, known without Keras)
 
 
 @keras.saving.register_keras_serializable(package="kbench")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from kbench.data.cache import cache_dir
+from kbench.paths import cache_dir
 from kbench.data.synthetic.signs import SignOptions, make_speed_signs
 from kbench.data.synthetic.symbols import SymbolOptions, make_symbols
 from kbench.errors import KbenchError

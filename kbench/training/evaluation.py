@@ -3,7 +3,8 @@ metrics, every test prediction, and pictures of the mistakes.
 
 It stores everything `kbench report` shows (tables, figures, thumbnails of the
 misclassified images), so the report reads files only and never needs the data
-set or the model. The test set is predicted once.
+set or the model. The test set is predicted once. The runner calls it for a run's
+best trial, under the trial's claim.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from kbench.atomic import atomic_path, write_json_atomic, write_text_atomic
+from kbench.atomic import write_json_atomic, write_text_atomic
 from kbench.data.files import FileSplit
 from kbench.data.pipeline import ImageTransform
-from kbench.reports import plots
 from kbench.results import metrics as scores
+from kbench.results import plots
+from kbench.results.thumbnails import MAX_THUMBNAILS, save_thumbnails
 from kbench.results.trial_folder import Evaluation, TrialFolder
 
 GALLERY_SIZE = 36
-MAX_THUMBNAILS = 300  # the most confident mistakes; CIFAR-10's test set can have thousands
-THUMBNAIL_SIZE = 64
 PICTURE_COUNT = 12
 
 
@@ -33,7 +33,7 @@ def evaluate_best(folder: TrialFolder, data, transform: ImageTransform, config, 
     """
     import keras
 
-    from kbench.training.feed import evaluation_feed, load_images  # here: `kbench report` reads files only
+    from kbench.training.feed import evaluation_feed, load_images
 
     model = keras.saving.load_model(folder.checkpoint)
     test = data.test
@@ -75,28 +75,6 @@ def evaluate_best(folder: TrialFolder, data, transform: ImageTransform, config, 
     }
     write_json_atomic(out(Evaluation.SUMMARY), summary)
     return summary
-
-
-def save_thumbnails(images: np.ndarray, indices: np.ndarray, path) -> None:
-    """Test images (uint8 NHWC) shrunk to at most THUMBNAIL_SIZE pixels a side, with their test-set indices."""
-    from PIL import Image
-
-    small = []
-    for image in images:
-        picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-        picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # only ever shrinks
-        small.append(np.asarray(picture))
-    with atomic_path(path) as temporary:
-        with open(temporary, "wb") as file:
-            # Images may differ in size (image files): an object array would need pickle, so one array each.
-            np.savez_compressed(file, index=np.asarray(indices, dtype=np.int64),
-                                **{f"image_{i}": image for i, image in enumerate(small)})
-
-
-def load_thumbnails(path) -> dict[int, np.ndarray]:
-    """Test-set index -> thumbnail, as `save_thumbnails` stored them."""
-    with np.load(path, allow_pickle=False) as stored:
-        return {int(index): stored[f"image_{i}"] for i, index in enumerate(stored["index"])}
 
 
 def batch_pictures(data, transform: ImageTransform, config, y_pred: np.ndarray, folder: TrialFolder) -> None:

@@ -34,6 +34,21 @@ def _add_overrides(parser: argparse.ArgumentParser, experiment_required: bool = 
                         help=f"results folder (default: ${LOGS_DIR_ENV} or ./logs)")
 
 
+REFERENCE = "docs/commands.md"  # the full reference, a path in the kbench repository (there is no web copy)
+
+
+def _add_reference_epilogs(parser: argparse.ArgumentParser, command: str = "") -> argparse.ArgumentParser:
+    """End the --help of kbench and of each of its commands with the docs page (and section) describing it in full."""
+    subcommands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    section = f"#kbench-{command.replace(' ', '-')}" if command and not subcommands else ""
+    parser.epilog = (f"Reference: {REFERENCE}{section} (every command and flag) and docs/settings.md (every "
+                     "--set/--grid key), in the kbench repository.")
+    for action in subcommands:
+        for name, subparser in action.choices.items():
+            _add_reference_epilogs(subparser, f"{command} {name}".strip())
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kbench",
@@ -143,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("names", nargs="*", metavar="MODEL", help="models to show (default: all; building them all takes a while)")
     models.add_argument("--input-shape", default="32,32,3", help="HEIGHT,WIDTH,CHANNELS the models are built for (default 32,32,3)")
     models.add_argument("--num-classes", type=int, default=10, help="size of the classification head (default 10)")
-    return parser
+    return _add_reference_epilogs(parser)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -161,36 +160,3 @@ def test_results_before_any_run_show_the_pending_grid(capsys, logs_dir, monkeypa
     code, out, _ = run_cli(capsys, "results", "quickstart", "--skip-bad", "--logs-dir", str(logs_dir), "--format", "csv")
     table = pd.read_csv(pd.io.common.StringIO(out))
     assert code == 0 and len(table) == 4 and set(table["status"]) == {"pending"} and set(table["backend"]) == {"jax"}
-
-
-def test_every_command_line_flag_is_documented_in_the_readme():
-    """README's command reference has a bullet per command naming each of its flags (the run-selection flags
-    once, in the paragraph above the bullets)."""
-    import argparse
-
-    from kbench.cli import build_parser
-
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    reference = readme.split("### Command reference")[1].split("\n### ")[0]
-    shared, bullets = reference.split("\n- ", 1)
-    bullets = ["- " + bullet for bullet in bullets.split("\n- ")]
-    missing = []
-
-    def walk(parser: argparse.ArgumentParser, path: str) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    walk(sub, f"{path}{name} ")
-        if not path:
-            return
-        command = f"kbench {path.strip()}"
-        text = " ".join(b for b in bullets if f"`{command}" in b and (f"`{command} " in b or f"`{command}`" in b))
-        if not text and not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
-            missing.append(command)
-        for action in parser._actions:
-            for flag in action.option_strings:
-                if flag.startswith("--") and flag != "--help" and flag not in text and flag not in shared:
-                    missing.append(f"{command} {flag}")
-
-    walk(build_parser(), "")
-    assert not missing, f"not in README.md's command reference: {', '.join(missing)}"

@@ -25,7 +25,8 @@ def test_bench_reports_compile_time_mfu_and_feed_efficiency_separately(capsys):
     assert row["train_compile_s"] > 0  # the first step traces: it is slower than a steady one
     assert row["feed_samples_per_sec"] > 0
     assert row["feed_efficiency"] == pytest.approx(row["feed_samples_per_sec"] / row["train_samples_per_sec"])
-    assert row["device"] == "cpu" and row["train_mfu"] is None and row["mfu_basis"] == "n/a: a CPU"
+    if row["device"] == "cpu":  # on a GPU the MFU is measured against its peak (tests/test_peaks.py)
+        assert row["train_mfu"] is None and row["mfu_basis"] == "n/a: a CPU"
     assert main(["bench", "a1", "--image-size", "16", "--batch-size", "8", "--steps", "1", "--warmup", "1",
                  "--no-feed", "--format", "json"]) == 0
     assert "feed_efficiency" not in json.loads(capsys.readouterr().out)[0]

@@ -170,3 +170,25 @@ def test_skipped_rows_get_a_kind_column(tmp_path):
         table.to_csv(tmp_path / "skipped.csv", index=False)
         header, row = (tmp_path / "skipped.csv").read_text().splitlines()
         assert header == "path,reason,kind" and row.endswith(sources.UNREADABLE_PROBLEM) and "cut.jpg" in row
+
+
+def test_conversions_the_images_need_are_counted(tmp_path, capsys):
+    """Photos with EXIF orientation, a 16-bit scan, transparency, palette, CMYK and grey images: each kind counted."""
+    split_tree(tmp_path)
+    train = tmp_path / "train" / "ants"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned: a phone held upright
+    for i in range(2):
+        Image.new("RGB", (8, 6), (200, 0, 0)).save(train / f"phone{i}.jpg", exif=exif)
+    Image.new("I;16", (8, 8), 60000).save(train / "scan.png")
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(train / "cutout.png")
+    Image.new("P", (8, 8), 3).save(train / "palette.gif")
+    Image.new("CMYK", (8, 8), (0, 255, 0, 0)).save(tmp_path / "test" / "bees" / "print.tif")
+    Image.new("L", (8, 8), 90).save(tmp_path / "test" / "bees" / "grey.png")
+    code, out, _ = check(capsys, str(tmp_path))
+    assert code == 0
+    assert ("images converted on decoding (as a photo viewer shows them): EXIF-rotated: 2, 16-bit scaled: 1, "
+            "alpha composited: 1, palette: 1, CMYK: 1, greyscale: 2") in out
+    clean = tmp_path / "clean"
+    split_tree(clean)
+    assert "converted" not in check(capsys, str(clean))[1]

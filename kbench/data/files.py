@@ -85,7 +85,10 @@ class FileDataset:
     class_names is the label order (stable: sorted folder names, or the CSV's
     column order) and is saved with every trial. skipped lists the files that
     --skip-bad left out. layout says which accepted layout the files were read
-    as (kbench.data.sources' LAYOUTS), for `kbench data check`.
+    as (kbench.data.sources' LAYOUTS), for `kbench data check`. conversions
+    counts the images that needed each conversion to show as a photo viewer
+    does (kbench.data.decode: EXIF rotation, 16-bit scaling, ...); the readers
+    count them only when they decode every image (skip_bad).
     """
 
     name: str
@@ -95,6 +98,7 @@ class FileDataset:
     val: FileSplit | None = None
     multi_label: bool = False
     skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
+    conversions: dict[str, int] = field(default_factory=dict)
     source: str = ""
     layout: str = ""
 
@@ -107,7 +111,8 @@ class FileDataset:
         return replace(self, train=self.train.first(train), test=self.test.first(test))
 
     def describe(self) -> str:
-        """A readable summary: source, layout, classes, images per split and class, and the problems grouped by kind."""
+        """A readable summary: source, layout, classes, images per split and class, the conversions the images
+        needed, and the problems grouped by kind."""
         import pandas as pd
 
         splits = {"train": self.train, "val": self.val, "test": self.test}
@@ -129,6 +134,9 @@ class FileDataset:
         lines += [f"{self.num_classes} classes, images per split{usable}:", counts.to_string()]
         if self.val is None:
             lines.append("no validation split: training holds out part of train (validation_split)")
+        if self.conversions:
+            counts = ", ".join(f"{kind}: {count}" for kind, count in self.conversions.items())
+            lines.append(f"images converted on decoding (as a photo viewer shows them): {counts}")
         if self.skipped:
             lines.append(format_problems(self.skipped))
         return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import tarfile
 import zipfile
 from collections import defaultdict
@@ -10,9 +9,9 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image
 
 from kbench.data.dataset import ArrayDataset
+from kbench.data.decode import decode_image
 from kbench.errors import KbenchError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -54,8 +53,7 @@ def _split_and_class(relative: str) -> tuple[str, str] | None:
 
 def _decode(relative: str, payload: bytes, source: Path) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(payload)) as image:
-            return np.asarray(image.convert("RGB"))
+        return decode_image(payload).pixels
     except Exception as error:  # Pillow raises several unrelated types for bad files
         raise KbenchError(f"{source}: cannot read image {relative}: {error}") from error
 

@@ -15,11 +15,14 @@ model carries.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from kbench.config.settings import Pipeline, choices
+from kbench.data.decode import decode_image
 from kbench.errors import KbenchError
 
 PIPELINES = choices(Pipeline)
@@ -56,15 +59,37 @@ class ImageTransform:
         """Whether in-memory images must go through the per-image steps (not just a resize up front)."""
         return self.mode != RESIZE
 
+    def decode_size(self, width: int, height: int, training: bool) -> tuple[int, int]:
+        """The smallest (width, height) a width x height image may be decoded at (kbench.data.decode's min_size).
 
-def read_rgb(path: bytes | str) -> np.ndarray:
-    """An image file as uint8 RGB pixels (PIL: any format it reads, grey and palette images converted)."""
-    from PIL import Image
+        At this size or more, the steps still only ever shrink the region they
+        resize from, never enlarge it: resize needs size x size; the evaluation
+        crop a shorter side of size * 256/224; a training crop (RandomResizedCrop)
+        covers at least CROP_AREA[0] of the area at an aspect ratio up to
+        CROP_ASPECT, so the image needs size^2 / (0.08 * 3/4) pixels of area,
+        at its own aspect ratio, for its smallest crop to be size x size.
+        """
+        if self.size is None:
+            return width, height
+        if self.mode == RESIZE:
+            return self.size, self.size
+        if not training:
+            side = round(self.size * EVAL_RESIZE_RATIO)
+            return side, side
+        scale = self.size / math.sqrt(CROP_AREA[0] * min(CROP_ASPECT[0], 1 / CROP_ASPECT[1]) * width * height)
+        return math.ceil(width * scale), math.ceil(height * scale)
 
+
+def read_rgb(path: bytes | str, transform: ImageTransform | None = None, training: bool = False) -> np.ndarray:
+    """An image file as uint8 RGB pixels, as a photo viewer shows it (kbench.data.decode).
+
+    With a transform, JPEGs are decoded at reduced size (DCT scaling) down to what
+    its training or evaluation steps resize from (ImageTransform.decode_size).
+    """
     name = path.decode() if isinstance(path, bytes) else path
+    min_size = functools.partial(transform.decode_size, training=training) if transform and transform.size else None
     try:
-        with Image.open(name) as image:
-            return np.asarray(image.convert("RGB"))
+        return decode_image(name, min_size).pixels
     except Exception as error:  # Pillow raises many unrelated types for a bad file
         raise KbenchError(f"cannot read image {name}: {error}; fix or remove it, or run with --skip-bad to leave it "
                           "out; `kbench data check` on the data set lists every problem at once") from error

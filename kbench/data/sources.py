@@ -12,13 +12,15 @@ Three layouts are accepted, in a folder or an archive (.zip, .tar, .tar.gz, .tgz
 This module only lists and validates the files; the pixels used for training
 are decoded later, a batch at a time, by kbench.data.pipeline. By default PIL
 reads each image's header only; with skip_bad (and so in `kbench data check`)
-every image is decoded in full, so truncated files are found before training.
+every image is decoded in full (kbench.data.decode), so truncated files are
+found before training and the conversions images need are counted.
 Each problem with a file is a SkippedFile with a kind (the *_PROBLEM names
 below), so reports can group them. It needs no TensorFlow.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import hashlib
 import os
@@ -35,6 +37,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from kbench.data.decode import CONVERSIONS, decode_image
 from kbench.paths import cache_dir
 from kbench.data.files import FileDataset, FileSplit, SkippedFile
 from kbench.errors import KbenchError
@@ -350,6 +353,8 @@ class _Reader:
     multi_label: bool
     source: Path  # what the user named: `kbench data check` takes it
     skipped: list[SkippedFile] = field(default_factory=list)
+    # How many images needed each conversion (kbench.data.decode's names); counted under skip_bad only.
+    conversions: collections.Counter = field(default_factory=collections.Counter)
 
     def problem(self, kind: str, path: Path | str, message: str) -> None:
         """A per-file problem of `kind` (a *_PROBLEM name): raise, or record the file as skipped under skip_bad.
@@ -368,19 +373,20 @@ class _Reader:
     def image_ok(self, path: Path, where: str | None = None) -> bool:
         """Whether PIL can read the image; `where` (CSV and row) prefixes the message when the file came from a CSV.
 
-        Under skip_bad every pixel is decoded; otherwise only the header is read.
+        Under skip_bad every pixel is decoded, and the conversions that needed
+        (EXIF rotation, 16-bit scaling, ...) are counted; otherwise only the header is read.
         """
         try:
-            with Image.open(path) as image:
-                if self.skip_bad:
-                    # The same decode as the training pipeline (kbench.data.pipeline.read_rgb), so a file
-                    # that passes here will not stop training; verify() would miss a truncated JPEG.
-                    image.convert("RGB")
-                else:
-                    # Headers and structure only: ~0.04 ms an image against 1-3 ms for a full decode
-                    # (500x375 to 1024x768 JPEGs), which every `kbench run` would pay for every file
-                    # before training. A file that fails to decode later still stops the run with a
-                    # message naming it; `kbench data check` and --skip-bad decode everything.
+            if self.skip_bad:
+                # The same decode as the training pipeline (kbench.data.pipeline.read_rgb), so a file
+                # that passes here will not stop training; verify() would miss a truncated JPEG.
+                self.conversions.update(decode_image(path).conversions)
+            else:
+                # Headers and structure only: ~0.04 ms an image against 1-3 ms for a full decode
+                # (500x375 to 1024x768 JPEGs), which every `kbench run` would pay for every file
+                # before training. A file that fails to decode later still stops the run with a
+                # message naming it; `kbench data check` and --skip-bad decode everything.
+                with Image.open(path) as image:
                     image.verify()
         except Exception as error:  # Pillow raises many unrelated types for a bad file
             prefix = f"{where}: {path.name}" if where else str(path)
@@ -672,6 +678,7 @@ def _dataset(
         val=_split(val, reader.multi_label, len(class_names)) if val is not None else None,
         multi_label=reader.multi_label,
         skipped=tuple(reader.skipped),
+        conversions={kind: reader.conversions[kind] for kind in CONVERSIONS if reader.conversions[kind]},
         source=str(source),
         layout=layout,
     )

@@ -74,7 +74,7 @@ def _pixels(split: Split, transform: ImageTransform, rows: np.ndarray, seeds: tu
         return split.images[rows]  # resized up front: a gather, no per-image work
 
     def image(i: int, row: int) -> np.ndarray:
-        pixels = read_rgb(split.paths[row]) if isinstance(split, FileSplit) else split.images[row]
+        pixels = read_rgb(split.paths[row], transform, seeds is not None) if isinstance(split, FileSplit) else split.images[row]
         if seeds is None:
             return evaluation_image(pixels, transform)
         seed, epoch, positions = seeds

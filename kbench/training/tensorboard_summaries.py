@@ -15,9 +15,9 @@ import time
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from kbench.config import TrialConfig
+from kbench.data.decode import decode_image
 from kbench.results.trial_folder import TrialFolder
 from kbench.training.tensorboard import EventWriter
 
@@ -77,7 +77,7 @@ def write_images(folder: TrialFolder, step: int = 0) -> list[str]:
     tags = []
     writer = EventWriter(folder.tensorboard_dir)
     for path in folder.evaluation_pictures():
-        pixels = np.asarray(Image.open(path).convert("RGB"))
+        pixels = decode_image(path).pixels
         tag = f"evaluation/{path.stem}"
         writer.image(tag, pixels, step=step)
         tags.append(tag)

@@ -38,9 +38,9 @@ import numpy as np
 from PIL import Image
 
 from kbench.data.decode import CONVERSIONS, decode_image
-from kbench.paths import cache_dir
 from kbench.data.files import FileDataset, FileSplit, SkippedFile
 from kbench.errors import KbenchError
+from kbench.paths import cache_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")

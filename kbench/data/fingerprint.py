@@ -6,15 +6,19 @@ data set decoded from a different source, all change it. Trials record it, and
 a finished trial is reused only for the same fingerprint (kbench.results).
 
 In-memory data sets are hashed from their arrays (CIFAR-10 in about half a
-second). Image files are hashed from their bytes; since that reads every file,
-the result is cached under the files' paths, sizes and modification times, so
-a second run over an unchanged folder only lists it.
+second); a registered set's arrays come from a cache keyed by the contents of
+every file its loader read (kbench.data.cache), so they are never older than
+the files. Image files are hashed from their bytes; since that reads every
+file, the result is cached under the files' paths, labels and stats (size,
+modification and change times, inode: kbench.data.file_hashes.stat_key), so a
+second run over an unchanged folder only lists it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,7 @@ import numpy as np
 from kbench.atomic import write_text_atomic
 from kbench.data.cache import cache_dir
 from kbench.data.dataset import ArrayDataset
+from kbench.data.file_hashes import RECENT_NS, stat_key
 from kbench.data.files import FileDataset, FileSplit
 
 CHUNK = 1 << 20
@@ -47,18 +52,22 @@ def _splits(data: FileDataset) -> dict[str, FileSplit]:
     return {name: split for name, split in (("train", data.train), ("val", data.val), ("test", data.test)) if split}
 
 
-def _listing_key(data: FileDataset) -> str:
-    """Cheap identity of the files as listed: split, path, label, size and modification time."""
+def _listing_key(data: FileDataset) -> tuple[str, bool]:
+    """Cheap identity of the files as listed (split, path, label, stat), and whether any file changed
+    too recently for its stat to be trusted (kbench.data.file_hashes.RECENT_NS)."""
     digest = hashlib.sha256(repr(list(data.class_names)).encode())
+    newest = 0
     for name, split in _splits(data).items():
         for path, label in zip(split.paths, np.asarray(split.labels).tolist()):
             info = Path(path).stat()
-            digest.update(f"{name}|{path}|{label}|{info.st_size}|{info.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+            newest = max(newest, info.st_mtime_ns, info.st_ctime_ns)
+            digest.update(f"{name}|{path}|{label}|{stat_key(info)}\n".encode())
+    return digest.hexdigest(), time.time_ns() - newest <= RECENT_NS
 
 
 def _files_fingerprint(data: FileDataset) -> str:
-    cached = cache_dir() / "fingerprints" / _listing_key(data)
+    key, recent = _listing_key(data)
+    cached = cache_dir() / "fingerprints" / key
     if cached.exists():
         return cached.read_text().strip()
     # Paths relative to the data set's root: the same files elsewhere (an archive extracted again) are the same data.
@@ -71,7 +80,8 @@ def _files_fingerprint(data: FileDataset) -> str:
                 while chunk := file.read(CHUNK):
                     digest.update(chunk)
     fingerprint = digest.hexdigest()
-    write_text_atomic(cached, fingerprint)
+    if not recent:
+        write_text_atomic(cached, fingerprint)
     return fingerprint
 
 

@@ -75,7 +75,7 @@ def _hashed(root: Path, listed: list[tuple[str, str, os.stat_result]]) -> dict[s
             hashes[relative] = entry[1]
             continue
         hashes[relative] = sha256_of(Path(path))
-        if now - max(info.st_mtime_ns, info.st_ctime_ns) > RECENT_NS:
+        if _settled(info, now):
             manifest[relative] = [key, hashes[relative]]
             changed = True
         elif manifest.pop(relative, None) is not None:
@@ -83,6 +83,31 @@ def _hashed(root: Path, listed: list[tuple[str, str, os.stat_result]]) -> dict[s
     if changed:
         write_text_atomic(manifest_path, json.dumps(manifest, separators=(",", ":")))
     return hashes
+
+
+def _settled(info: os.stat_result, now: int) -> bool:
+    """Whether the file last changed long enough ago for its stat to stand for its contents."""
+    return now - max(info.st_mtime_ns, info.st_ctime_ns) > RECENT_NS
+
+
+def _folder_digest(folder: Path) -> str:
+    """One SHA-256 over the relative paths and contents of every file beneath `folder`.
+
+    Keyed as a whole by the listing's paths and stats too, so that a second
+    call over an unchanged tree reads one small file instead of the manifest.
+    """
+    listed = _listing(str(folder))
+    stats = hashlib.sha256("".join(f"{relative}|{stat_key(info)}\n" for relative, _, info in listed).encode())
+    shortcut = cache_dir() / "file-hashes" / f"folder-{stats.hexdigest()}"
+    if shortcut.exists():
+        return shortcut.read_text().strip()
+    digest = hashlib.sha256()
+    for relative, sha in _hashed(folder, listed).items():
+        digest.update(f"{relative}|{sha}\n".encode())
+    now = time.time_ns()
+    if all(_settled(info, now) for _, _, info in listed):
+        write_text_atomic(shortcut, digest.hexdigest())
+    return digest.hexdigest()
 
 
 def _listing(folder: str, prefix: str = "") -> list[tuple[str, str, os.stat_result]]:
@@ -114,9 +139,8 @@ def sources_digest(sources: Sequence[Path]) -> str:
     for source in sources:
         source = Path(source)
         if source.is_dir():
-            named = {f"{source.name}/{relative}": sha for relative, sha in _hashed(source, _listing(str(source))).items()}
+            digest.update(f"{source.name}/|{_folder_digest(source)}\n".encode())
         else:
-            named = content_hashes(source.parent, [source])  # {its file name: its hash}
-        for name, sha in named.items():
-            digest.update(f"{name}|{sha}\n".encode())
+            (sha,) = content_hashes(source.parent, [source]).values()
+            digest.update(f"{source.name}|{sha}\n".encode())
     return digest.hexdigest()

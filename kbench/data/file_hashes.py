@@ -31,12 +31,17 @@ def stat_key(info: os.stat_result) -> list[int]:
     return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
 
 
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
+def update_with_file(digest, path: Path | str) -> None:
+    """Feed a file's bytes to a hashlib digest, in chunks (a large archive is never held whole)."""
     with open(path, "rb") as file:
         while chunk := file.read(CHUNK):
             digest.update(chunk)
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    update_with_file(digest, path)
     return digest.hexdigest()
 
 
@@ -75,7 +80,7 @@ def _hashed(root: Path, listed: list[tuple[str, str, os.stat_result]]) -> dict[s
             hashes[relative] = entry[1]
             continue
         hashes[relative] = sha256_of(Path(path))
-        if _settled(info, now):
+        if settled(info, now):
             manifest[relative] = [key, hashes[relative]]
             changed = True
         elif manifest.pop(relative, None) is not None:
@@ -85,7 +90,7 @@ def _hashed(root: Path, listed: list[tuple[str, str, os.stat_result]]) -> dict[s
     return hashes
 
 
-def _settled(info: os.stat_result, now: int) -> bool:
+def settled(info: os.stat_result, now: int) -> bool:
     """Whether the file last changed long enough ago for its stat to stand for its contents."""
     return now - max(info.st_mtime_ns, info.st_ctime_ns) > RECENT_NS
 
@@ -105,7 +110,7 @@ def _folder_digest(folder: Path) -> str:
     for relative, sha in _hashed(folder, listed).items():
         digest.update(f"{relative}|{sha}\n".encode())
     now = time.time_ns()
-    if all(_settled(info, now) for _, _, info in listed):
+    if all(settled(info, now) for _, _, info in listed):
         write_text_atomic(shortcut, digest.hexdigest())
     return digest.hexdigest()
 

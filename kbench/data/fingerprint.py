@@ -26,10 +26,8 @@ import numpy as np
 from kbench.atomic import write_text_atomic
 from kbench.data.cache import cache_dir
 from kbench.data.dataset import ArrayDataset
-from kbench.data.file_hashes import RECENT_NS, stat_key
+from kbench.data.file_hashes import settled, stat_key, update_with_file
 from kbench.data.files import FileDataset, FileSplit
-
-CHUNK = 1 << 20
 
 
 def data_fingerprint(data: ArrayDataset | FileDataset) -> str:
@@ -53,20 +51,20 @@ def _splits(data: FileDataset) -> dict[str, FileSplit]:
 
 
 def _listing_key(data: FileDataset) -> tuple[str, bool]:
-    """Cheap identity of the files as listed (split, path, label, stat), and whether any file changed
-    too recently for its stat to be trusted (kbench.data.file_hashes.RECENT_NS)."""
+    """Cheap identity of the files as listed (split, path, label, stat), and whether every file's stat
+    can be trusted to stand for its contents (kbench.data.file_hashes.settled)."""
     digest = hashlib.sha256(repr(list(data.class_names)).encode())
-    newest = 0
+    now, trusted = time.time_ns(), True
     for name, split in _splits(data).items():
         for path, label in zip(split.paths, np.asarray(split.labels).tolist()):
             info = Path(path).stat()
-            newest = max(newest, info.st_mtime_ns, info.st_ctime_ns)
+            trusted = trusted and settled(info, now)
             digest.update(f"{name}|{path}|{label}|{stat_key(info)}\n".encode())
-    return digest.hexdigest(), time.time_ns() - newest <= RECENT_NS
+    return digest.hexdigest(), trusted
 
 
 def _files_fingerprint(data: FileDataset) -> str:
-    key, recent = _listing_key(data)
+    key, trusted = _listing_key(data)
     cached = cache_dir() / "fingerprints" / key
     if cached.exists():
         return cached.read_text().strip()
@@ -76,11 +74,9 @@ def _files_fingerprint(data: FileDataset) -> str:
     for name, split in _splits(data).items():
         for path, label in zip(split.paths, np.asarray(split.labels).tolist()):
             digest.update(f"{name}|{Path(path).relative_to(root).as_posix()}|{label}|".encode())
-            with open(path, "rb") as file:
-                while chunk := file.read(CHUNK):
-                    digest.update(chunk)
+            update_with_file(digest, path)
     fingerprint = digest.hexdigest()
-    if not recent:
+    if trusted:
         write_text_atomic(cached, fingerprint)
     return fingerprint
 

@@ -1,36 +1,48 @@
-"""Decoded arrays cached as .npz, so the second load of a data set takes seconds."""
+"""Decoded arrays cached as .npz, so the second load of a data set takes seconds.
+
+A cache file is keyed by the contents of every file the loader reads (through
+kbench.data.file_hashes, so an unchanged file is only stat'ed): a replaced
+label or test file, or an image added to a class folder, is decoded anew, and
+the data fingerprint taken from the arrays (kbench.data.fingerprint) changes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from kbench.atomic import atomic_path
 from kbench.data.dataset import ArrayDataset
+from kbench.data.file_hashes import sources_digest
 from kbench.paths import cache_dir
 
 # Bump when decoding changes, so caches written by older code are not reused.
-DECODER_VERSION = 2
+DECODER_VERSION = 3  # 3: kbench.data.decode (EXIF orientation, 16-bit scaling, alpha on white)
 
 
-def _source_key(source: Path) -> str:
-    """Identifies a source file or folder by path, size and modification time."""
-    stat = source.stat()
-    text = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{DECODER_VERSION}"
+def _source_key(sources: Sequence[Path]) -> str:
+    """Identifies the sources (files, or folders taken whole) by the contents of every file in them."""
+    text = f"{sources_digest(sources)}|{DECODER_VERSION}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cached(name: str, source: Path, decode: Callable[[], ArrayDataset]) -> ArrayDataset:
-    """Return the data set decoded from `source`, decoding only on the first call.
+def cached(name: str, sources: Path | Sequence[Path], decode: Callable[[], ArrayDataset]) -> ArrayDataset:
+    """Return the data set decoded from `sources`, decoding only on the first call.
 
-    The cache file is written to a temporary name and renamed, so an
-    interrupted write never leaves a truncated cache behind.
+    `sources` is every file (or folder, taken whole) that `decode` reads: a
+    change to any of them decodes again. The cache file is written to a
+    temporary name and renamed, so an interrupted write never leaves a
+    truncated cache behind.
     """
-    path = cache_dir() / f"{name}-{_source_key(source)}.npz"
+    sources = [sources] if isinstance(sources, Path) else [Path(s) for s in sources]
+    # Named at the start of a run: the one source, or the folder its files share.
+    source = sources[0] if len(sources) == 1 else Path(os.path.commonpath(sources))
+    path = cache_dir() / f"{name}-{_source_key(sources)}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as arrays:
             return ArrayDataset(

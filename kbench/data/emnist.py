@@ -79,6 +79,10 @@ def load_emnist_balanced(data_dir: Path | None) -> ArrayDataset:
     if data_dir is not None:
         for folder in (data_dir, data_dir / "emnist", data_dir / "gzip"):
             if (folder / MEMBERS["x_train"]).exists():
-                return cached("emnist_balanced", folder / MEMBERS["x_train"], lambda: _from_folder(folder))
+                missing = [member for member in MEMBERS.values() if not (folder / member).exists()]
+                if missing:
+                    raise KbenchError(f"{folder}: missing {', '.join(missing)}; put all four EMNIST balanced files there")
+                read = [folder / member for member in (*MEMBERS.values(), MAPPING) if (folder / member).exists()]
+                return cached("emnist_balanced", read, lambda: _from_folder(folder))
     archive = fetch("emnist", ARCHIVE, ARCHIVE_URL, ARCHIVE_MD5, data_dir)
     return cached("emnist_balanced", archive, lambda: _from_archive(archive))

@@ -42,4 +42,4 @@ def load_kmnist(data_dir: Path | None) -> ArrayDataset:
     """KMNIST: 60,000 train / 10,000 test. The source publishes no checksums for the
     .npz files, so downloads are not hash-checked."""
     paths = {key: fetch("kmnist", name, BASE_URL + name, None, data_dir) for key, name in FILES.items()}
-    return cached("kmnist", paths["x_train"], lambda: read_kmnist(paths))
+    return cached("kmnist", list(paths.values()), lambda: read_kmnist(paths))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import hashlib
 import os
 import shutil
 import stat
@@ -38,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from kbench.data.decode import CONVERSIONS, decode_image
+from kbench.data.file_hashes import sources_digest
 from kbench.data.files import FileDataset, FileSplit, SkippedFile
 from kbench.errors import KbenchError
 from kbench.paths import cache_dir
@@ -180,10 +180,9 @@ def extract_archive(archive: Path, target: Path) -> Path:
 
 
 def default_extract_dir(archive: Path) -> Path:
-    """<cache>/extracted/<stem>-<hash of resolved path, size and mtime>: a changed archive is extracted anew."""
-    info = archive.stat()
-    key = f"{archive.resolve()}|{info.st_size}|{info.st_mtime_ns}"
-    return cache_dir() / "extracted" / f"{_stem(archive)}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    """<cache>/extracted/<stem>-<hash of the archive's bytes>: a changed or replaced archive is extracted anew
+    (the bytes are hashed once per change of the archive's stat, kbench.data.file_hashes)."""
+    return cache_dir() / "extracted" / f"{_stem(archive)}-{sources_digest([archive])[:12]}"
 
 
 # --------------------------------------------------------------------------- archives

@@ -39,4 +39,4 @@ def load_svhn(data_dir: Path | None) -> ArrayDataset:
         x_test, y_test = read_svhn_mat(paths["test"])
         return ArrayDataset("svhn", x_train, y_train, x_test, y_test, [str(d) for d in range(10)])
 
-    return cached("svhn", paths["train"], decode)
+    return cached("svhn", list(paths.values()), decode)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -13,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kbench.data import sources
-from kbench.data.sources import extract_archive, read_image_files
+from kbench.data import archives, sources
+from kbench.data.archives import extract_archive
+from kbench.data.sources import read_image_files
 from kbench.errors import KbenchError
 
 COLORS = {"ants": (255, 0, 0), "bees": (0, 255, 0), "cats": (0, 0, 255)}
@@ -367,7 +367,7 @@ def test_archive_is_extracted_once_into_the_cache(tmp_path, monkeypatch):
     def fail(*args):
         raise AssertionError("extracted a second time")
 
-    monkeypatch.setattr(sources, "_extract_checked", fail)
+    monkeypatch.setattr(archives, "_extract_checked", fail)
     assert read_image_files(archive).train.paths == first.train.paths
 
 

@@ -31,6 +31,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from PIL import Image, ImageOps
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}  # the files read as images
 # What transparent pixels are composited on: white, as photo viewers and browsers show them.
 BACKGROUND = (255, 255, 255)
 

@@ -11,16 +11,10 @@ from typing import Iterator
 import numpy as np
 
 from kbench.data.dataset import ArrayDataset
-from kbench.data.decode import decode_image
+from kbench.data.decode import IMAGE_SUFFIXES, decode_image
 from kbench.errors import KbenchError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLIT_NAMES = {"train": "train", "test": "test", "val": "val", "valid": "val"}
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
-
-
-def is_archive(path: Path) -> bool:
-    return path.name.endswith(ARCHIVE_SUFFIXES)
 
 
 def _iter_files(source: Path) -> Iterator[tuple[str, bytes]]:

@@ -23,32 +23,25 @@ from __future__ import annotations
 import collections
 import csv
 import os
-import shutil
-import stat
-import tarfile
-import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-from kbench.data.decode import CONVERSIONS, decode_image
-from kbench.data.file_hashes import sources_digest
+from kbench.data.archives import (
+    archive_stem, default_extract_dir, extract_archive, is_archive, visible_children,
+)
+from kbench.data.decode import CONVERSIONS, IMAGE_SUFFIXES, decode_image
 from kbench.data.files import FileDataset, FileSplit, SkippedFile
 from kbench.errors import KbenchError
-from kbench.paths import cache_dir
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 ROBOFLOW_CSV = "_classes.csv"
 VAL_NAMES = ("val", "valid")
 SPLIT_NAMES = ("train", "test", *VAL_NAMES)
 # Folders that archivers and file managers add; never classes or data roots.
-JUNK_NAMES = {"__MACOSX"}
 # How many file names a warning or error lists before "...".
 SHOWN_NAMES = 5
 
@@ -125,7 +118,7 @@ def read_image_files(
         raise KbenchError(f"{source}: no such file or folder; pass an image folder or a .zip/.tar/.tar.gz/.tgz archive")
     if source.is_dir():
         folder = source
-    elif _is_archive(source):
+    elif is_archive(source):
         folder = extract_archive(source, extract_dir or default_extract_dir(source))
     else:
         raise KbenchError(f"{source}: not a folder or a .zip/.tar/.tar.gz/.tgz archive; {LAYOUTS_HELP}")
@@ -143,136 +136,7 @@ def read_image_files(
         labelled, class_names = reader.class_tree(folder, _check_fractions(split_fractions))
     else:
         raise KbenchError(f"{folder}: found no images in a layout kbench reads; {LAYOUTS_HELP}")
-    return _dataset(name or _stem(_absolute(source)), source, labelled, class_names, reader, layout)
-
-
-def extract_archive(archive: Path, target: Path) -> Path:
-    """Extract `archive` into `target` once, safely; return the data folder inside.
-
-    Every member is checked before anything is written: absolute paths, `..`,
-    links and special files are refused (KbenchError naming the archive and
-    member), so nothing lands outside `target`. Extraction goes to a temporary
-    sibling folder renamed to `target` when complete: an interrupted run
-    leaves no `target`, and the next call extracts again. An existing `target`
-    is reused as it is. When the archive holds a single top-level folder, that
-    folder is returned.
-    """
-    archive, target = Path(archive), Path(target)
-    if not target.is_dir():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-        try:
-            _extract_checked(archive, partial)
-            try:
-                os.rename(partial, target)
-            except OSError:
-                # Another process may have finished the same extraction first; its result is as good.
-                if not target.is_dir():
-                    raise
-        except OSError as error:
-            raise KbenchError(
-                f"{archive}: cannot extract into {target.parent}: {error}; "
-                "check that the archive is complete (download it again) and that the disk has space"
-            ) from error
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    return _single_folder(target) or target
-
-
-def default_extract_dir(archive: Path) -> Path:
-    """<cache>/extracted/<stem>-<hash of the archive's bytes>: a changed or replaced archive is extracted anew
-    (the bytes are hashed once per change of the archive's stat, kbench.data.file_hashes)."""
-    return cache_dir() / "extracted" / f"{_stem(archive)}-{sources_digest([archive])[:12]}"
-
-
-# --------------------------------------------------------------------------- archives
-
-
-def _is_archive(path: Path) -> bool:
-    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _stem(path: Path) -> str:
-    """'flowers' for flowers.tar.gz, flowers.zip or the folder flowers/."""
-    lower = path.name.lower()
-    for suffix in ARCHIVE_SUFFIXES:
-        if lower.endswith(suffix) and path.is_file():
-            return path.name[: -len(suffix)]
-    return path.name
-
-
-def _member_error(archive: Path, member: str, why: str) -> KbenchError:
-    return KbenchError(
-        f"{archive}: unsafe member {member!r}: {why}; nothing was extracted. "
-        "Re-create the archive with relative paths inside one folder and no links"
-    )
-
-
-def _safe_relative(archive: Path, member: str) -> PurePosixPath:
-    """The member's path relative to the target; raises for absolute paths and `..`."""
-    # Some Windows zip tools write backslashes; treat them as separators so `..\\` is caught too.
-    text = member.replace("\\", "/")
-    path = PurePosixPath(text)
-    if text.startswith("/") or (len(text) > 1 and text[0].isalpha() and text[1] == ":"):  # /x or C:x
-        raise _member_error(archive, member, "absolute path")
-    if ".." in path.parts:
-        raise _member_error(archive, member, "path with '..' leaves the extraction folder")
-    return PurePosixPath(*[part for part in path.parts if part not in ("", ".")])
-
-
-def _check_zip_member(archive: Path, info: zipfile.ZipInfo, root: Path) -> PurePosixPath:
-    relative = _safe_relative(archive, info.filename)
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise _member_error(archive, info.filename, "symbolic link")
-    if not (root / relative).resolve().is_relative_to(root):
-        raise _member_error(archive, info.filename, "resolves outside the extraction folder")
-    return relative
-
-
-def _check_tar_member(archive: Path, member: tarfile.TarInfo, root: Path) -> None:
-    relative = _safe_relative(archive, member.name)
-    if member.issym() or member.islnk():
-        raise _member_error(archive, member.name, f"link to {member.linkname!r}")
-    if not (member.isfile() or member.isdir()):
-        raise _member_error(archive, member.name, "device, pipe or other special file")
-    if not (root / relative).resolve().is_relative_to(root):
-        raise _member_error(archive, member.name, "resolves outside the extraction folder")
-
-
-def _extract_checked(archive: Path, target: Path) -> None:
-    """Check every member, then extract them all into `target`; raises before writing anything unsafe."""
-    root = target.resolve()
-    try:
-        if archive.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(archive) as opened:
-                members = [(info, _check_zip_member(archive, info, root)) for info in opened.infolist()]
-                for info, relative in members:
-                    destination = root / relative
-                    if info.is_dir():
-                        destination.mkdir(parents=True, exist_ok=True)
-                        continue
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    with opened.open(info) as reader, open(destination, "wb") as writer:
-                        shutil.copyfileobj(reader, writer)
-        else:
-            with tarfile.open(archive, "r:*") as opened:
-                members = opened.getmembers()
-                for member in members:
-                    _check_tar_member(archive, member, root)
-                # The "data" filter is the standard library's own guard, on top of the checks above.
-                opened.extractall(root, members=members, filter="data")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
-        raise KbenchError(f"{archive}: cannot read the archive: {error}; download it again") from error
-
-
-def _visible_children(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.name not in JUNK_NAMES)
-
-
-def _single_folder(folder: Path) -> Path | None:
-    """The only entry of `folder` when that is a folder (an archive of one top-level folder)."""
-    children = _visible_children(folder)
-    return children[0] if len(children) == 1 and children[0].is_dir() else None
+    return _dataset(name or archive_stem(_absolute(source)), source, labelled, class_names, reader, layout)
 
 
 # --------------------------------------------------------------------------- layout detection
@@ -281,7 +145,7 @@ def _single_folder(folder: Path) -> Path | None:
 def _data_root(folder: Path) -> Path:
     """Descend through folders that hold a single subfolder and no split folders or images."""
     while not _split_folders(folder):
-        children = _visible_children(folder)
+        children = visible_children(folder)
         subfolders = [p for p in children if p.is_dir()]
         if len(subfolders) != 1 or any(_is_image(p) for p in children):
             break
@@ -292,7 +156,7 @@ def _data_root(folder: Path) -> Path:
 def _split_folders(folder: Path) -> dict[str, Path]:
     """{'train': ..., 'val': ..., 'test': ...} for the split folders present (names case-insensitive)."""
     found: dict[str, list[Path]] = {}
-    for child in _visible_children(folder):
+    for child in visible_children(folder):
         if child.is_dir() and child.name.lower() in SPLIT_NAMES:
             split = "val" if child.name.lower() in VAL_NAMES else child.name.lower()
             found.setdefault(split, []).append(child)
@@ -305,7 +169,7 @@ def _split_folders(folder: Path) -> dict[str, Path]:
 
 def _class_folders(folder: Path) -> list[Path]:
     """Subfolders holding at least one image file, at any depth."""
-    return [p for p in _visible_children(folder) if p.is_dir() and next(_iter_images(p), None) is not None]
+    return [p for p in visible_children(folder) if p.is_dir() and next(_iter_images(p), None) is not None]
 
 
 def _is_image(path: Path) -> bool:
@@ -486,7 +350,7 @@ class _Reader:
         if "train" not in splits:
             raise KbenchError(f"{folder}: has {', '.join(p.name + '/' for p in splits.values())} but no train/ folder; {LAYOUTS_HELP}")
         splits = _test_split(splits)
-        class_names = [p.name for p in _visible_children(splits["train"]) if p.is_dir()]
+        class_names = [p.name for p in visible_children(splits["train"]) if p.is_dir()]
         if not class_names:
             raise KbenchError(f"{splits['train']}: holds no class folders; expected train/<class>/<image> or a {ROBOFLOW_CSV}")
         empty = [c for c in class_names if not _images_under(splits["train"] / c)]

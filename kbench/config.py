@@ -172,6 +172,11 @@ def looks_like_path(dataset: str) -> bool:
     )
 
 
+def monitor_mode(monitor: str) -> str:
+    """Whether a trial's `monitor` is better when lower ('min': a loss) or higher ('max')."""
+    return "min" if "loss" in monitor else "max"
+
+
 def trial_config(saved: dict[str, Any]) -> TrialConfig:
     """A TrialConfig from its saved form (a trial's config.json): lists back to tuples, unknown keys ignored."""
     return TrialConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in CONFIG_FIELDS})

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from kbench.config import TrialConfig
+from kbench.config import TrialConfig, monitor_mode
 from kbench.data import ArrayDataset
 from kbench.data.files import FileDataset, FileSplit
 from kbench.data.pipeline import DEFAULT_FILE_IMAGE_SIZE, ImageTransform
@@ -126,10 +126,6 @@ def input_shape(data: Dataset, transform: ImageTransform) -> tuple[int, int, int
     return (transform.size, transform.size, channels)
 
 
-def monitor_mode(monitor: str) -> str:
-    return "min" if "loss" in monitor else "max"
-
-
 def best_value(history: pd.DataFrame, monitor: str) -> float | None:
     if history.empty or monitor not in history:
         return None
@@ -184,7 +180,7 @@ def train_trial(
     from kbench.data.fingerprint import data_fingerprint as fingerprint_of
     from kbench.training.distribution import trial_devices
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     devices = trial_devices(config)  # data_parallel where it cannot train: refused before any file is written
     identity = trial_identity(config, data_fingerprint or fingerprint_of(data))
     folder.start(identity, config.to_dict(), describe_environment())
@@ -272,6 +268,9 @@ def train_trial(
             "accelerator_memory_note": accelerator_note,
             "skipped_files": len(getattr(data, "skipped", ())),
             "wall_time_s": time.perf_counter() - started,
+            # When this attempt ran (Unix time, seconds): trials run side by side on Ray overlap here.
+            "started_at": started_at,
+            "finished_at": time.time(),
             "devices": devices.count,  # 1, or every device distribution=data_parallel trained on
             "precision": config.precision,
             "compute_dtype": compute_dtype(model),  # what the layers really computed in

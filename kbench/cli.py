@@ -185,22 +185,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.experiment)
     overrides = _overrides(args)
-    resolve_trials(experiment, overrides)  # a bad key or value fails here, before Keras and its backend load
-    import keras
-
-    from kbench.runner import run_experiment
-
-    from kbench.training.environment import accelerator
-
-    print(f"kbench: backend {keras.backend.backend()} on {accelerator()} (keras {keras.__version__}; "
-          "set KERAS_BACKEND to change)", flush=True)
     if args.workers is not None or args.address is not None:
-        from kbench.ray_runner import RayOptions, run_on_ray
+        # The Ray driver imports no Keras backend: it would take GPU memory that the trials need (kbench.ray_runner).
+        from kbench.ray_runner import RayOptions, cache_catalogue_off_devices, configured_backend, run_on_ray
 
+        cache_catalogue_off_devices()
+        resolve_trials(experiment, overrides)  # a bad key or value fails here, before Ray starts
         options = RayOptions(1 if args.workers is None else args.workers, args.cpus_per_trial, args.gpus_per_trial, args.address, args.scheduler)
-        outcome = run_on_ray(experiment, overrides, args.logs_dir, args.data_dir, keras.backend.backend(), options,
+        outcome = run_on_ray(experiment, overrides, args.logs_dir, args.data_dir, configured_backend(), options,
                              verbose=args.verbose, command=_command("run", args))
     else:
+        resolve_trials(experiment, overrides)  # a bad key or value fails here, before Keras and its backend load
+        import keras
+
+        from kbench.runner import run_experiment
+        from kbench.training.environment import accelerator
+
+        print(f"kbench: backend {keras.backend.backend()} on {accelerator()} (keras {keras.__version__}; "
+              "set KERAS_BACKEND to change)", flush=True)
         outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=args.verbose,
                                  command=_command("run", args))
     print(f"kbench: trained {outcome.trained}, skipped {outcome.skipped} finished, failed {len(outcome.failed)}")

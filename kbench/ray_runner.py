@@ -6,26 +6,38 @@ plain run (kbench.runner.attempt_trial: the same claim, the same trial folder),
 so `kbench results` and `kbench report` read it the same way. Ray is imported
 only here: a plain `kbench run` never loads it.
 
-Fault tolerance comes from the trial folder: a worker killed mid-trial is
-retried by Ray (FailureConfig), and the retry resumes after the last finished
-epoch; a driver killed mid-grid is rerun with the same command, which skips
-finished trials and resumes the others. With `--scheduler asha`, Ray Tune's
-ASHA stops unpromising trials on their per-epoch validation accuracy; they are
-recorded as `stopped_early`, never as finished.
+Fault tolerance comes from the trial folder: a worker or node lost mid-trial
+is retried by Ray (FailureConfig), and the retry resumes after the last
+finished epoch; a trial that raises (bad data, a bug) is recorded as failed in
+its error.txt and never retried, as it would fail the same way again. A driver
+killed mid-grid is rerun with the same command, which skips finished trials and
+resumes the others. With `--scheduler asha`, Ray Tune's ASHA stops unpromising
+trials on the metric they keep their best epoch by (`monitor`: validation
+accuracy, or the per-epoch test accuracy of a run without a validation split);
+they are recorded as `stopped_early`, never as finished.
+
+The driver (this process) imports no Keras backend until the trials are done:
+a backend's first device query here would start its GPU runtime (JAX takes 75 %
+of every GPU's memory) and leave the trials short. Ray gives each worker its
+GPUs (CUDA_VISIBLE_DEVICES, recorded in the trial's environment.json).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kbench.config import Experiment, Overrides, trial_config
+from kbench.config import Experiment, Overrides, TrialConfig, trial_config
 from kbench.errors import KbenchError
 from kbench.paths import ENVIRONMENT
+from kbench.results.rules import best_epoch_row, monitor_mode
 from kbench.results.store import RUNS_DIR
 from kbench.results.trial_folder import Status, TrialFolder
 from kbench.runner import (
@@ -33,8 +45,8 @@ from kbench.runner import (
 )
 
 SCHEDULERS = ("fifo", "asha")
-RETRIES = 2  # a trial whose worker dies is tried this many more times, resuming each time
-MONITOR = "val_accuracy"
+RETRIES = 2  # a trial whose worker or node is lost is tried this many more times, resuming each time
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 PASSED_ON = (*ENVIRONMENT, "KERAS_HOME")
 
 
@@ -85,6 +97,37 @@ def require_ray():
     return ray
 
 
+def configured_backend() -> str:
+    """The Keras backend this process would load, read as Keras reads it but without importing Keras (which
+    imports the backend): KERAS_BACKEND, else "backend" in keras.json under KERAS_HOME (else ~/.keras), else
+    tensorflow."""
+    if os.environ.get("KERAS_BACKEND"):
+        backend = os.environ["KERAS_BACKEND"]
+    else:
+        home = Path(os.environ["KERAS_HOME"]) if "KERAS_HOME" in os.environ else (
+            Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")) / ".keras"
+        try:
+            backend = json.loads((home / "keras.json").read_text()).get("backend", "tensorflow")
+        except (OSError, ValueError):  # no file, or one Keras ignores too
+            backend = "tensorflow"
+    if backend not in KERAS_BACKENDS:
+        raise KbenchError(f"Keras backend {backend!r} (KERAS_BACKEND or keras.json): --workers runs trials on "
+                          f"{', '.join(KERAS_BACKENDS)}; set KERAS_BACKEND to one of them")
+    return backend
+
+
+def cache_catalogue_off_devices() -> None:
+    """Have kbench.catalogue's facts (what settings are valid) cached by a child process that sees no GPU.
+
+    Checking the grid reads them; on a cache miss (a new kbench or Keras) reading them imports Keras and
+    builds its optimizers, which would start the backend's GPU runtime in the driver. The child's answer is
+    in the cache file when the driver asks; a child that fails costs nothing, the driver then reads them
+    itself (and reports any real error)."""
+    hidden = dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+    subprocess.run([sys.executable, "-c", "from kbench.catalogue import catalogue; catalogue()"], env=hidden,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
 def worker_environment(backend: str, threads: int, gpus_per_trial: float) -> dict[str, str]:
     """Environment of every worker process, in force before it imports Keras: the backend, thread
     pools sized to the trial's CPUs, and GPU memory that grows instead of being taken whole when
@@ -117,35 +160,76 @@ def run_on_ray(
     command: str = "",
 ) -> RunOutcome:
     """Train every unfinished trial of the run on Ray Tune, `options.workers` at a time, then evaluate the
-    run's best trial here."""
+    run's best trial here.
+
+    Until the trials are done nothing here imports Keras or its backend (see the module's docstring): the
+    caller passes `backend` from configured_backend() and has the grid checked after
+    cache_catalogue_off_devices()."""
     options.check()
-    ray = require_ray()
+    print(f"kbench: backend {backend} (keras {_version('keras')}; set KERAS_BACKEND to change); each trial's "
+          "device is chosen in its worker and recorded in its environment.json", flush=True)
     run = prepare_run(experiment, overrides, logs_dir.resolve(), data_dir, backend, command)
     outcome = RunOutcome(run.store)
     token = run.store.root / f".driver-{uuid.uuid4().hex}"
     token.write_text(socket.gethostname())
     threads = max(1, int(options.cpus_per_trial))
-    jobs = []
+    jobs, unfinished = [], []
     for config, folder, loaded, label in run.jobs():
         if folder.is_finished():
             print(f"{label}: finished earlier, skipped", flush=True)
             outcome.skipped += 1
             continue
+        unfinished.append((config, loaded.data))
         jobs.append(TrialJob(config.to_dict(), str(folder.path), label, run.plan.grid_keys,
                              str(data_dir.resolve()) if data_dir else None, loaded.fingerprint, str(token), verbose,
                              threads))
     try:
         if jobs:
+            metric = asha_metric(unfinished) if options.scheduler == "asha" else None
+            ray = require_ray()
             started_here = _connect(ray, options, worker_environment(backend, threads, options.gpus_per_trial))
             try:
                 check_shared_storage(ray, token)
-                _tune(run, jobs, options, outcome)
+                _tune(run, jobs, options, outcome, metric)
             finally:
                 if started_here:
                     ray.shutdown()
     finally:
         token.unlink(missing_ok=True)
+    # The best trial is evaluated here, the first Keras work of this process: on a shared GPU (another run's
+    # trials on a cluster node) it takes the memory it needs, not most of it.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     return finish_run(run, outcome)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def asha_metric(trials: list[tuple[TrialConfig, Any]]) -> str:
+    """The metric ASHA compares (config, data) trials on: their `monitor`, the one each keeps its best epoch by
+    (val_accuracy; test_accuracy in a run without a validation split, such as cifar_speedrun). A KbenchError
+    when they monitor different metrics, or one that some trial never reports."""
+    monitors = sorted({config.monitor for config, _ in trials})
+    if len(monitors) > 1:
+        raise KbenchError(f"--scheduler asha compares trials on one metric, but this grid's trials monitor "
+                          f"{', '.join(monitors)}: give them one (--set monitor=...) or use --scheduler fifo")
+    (monitor,) = monitors
+    if monitor.startswith("val_"):
+        blind = [config for config, data in trials if data.val is None and config.validation_split == 0]
+        if blind:
+            raise KbenchError(
+                f"--scheduler asha compares trials on monitor={monitor}, but {len(blind)} trial(s) have no "
+                f"validation split (validation_split=0, and data set {blind[0].dataset} has none), so they report "
+                "none: set validation_split above 0, or monitor=test_accuracy with test_every_epoch=true, or use "
+                "--scheduler fifo")
+    return monitor
 
 
 def _connect(ray, options: RayOptions, env: dict[str, str]) -> bool:
@@ -183,7 +267,8 @@ def check_shared_storage(ray, token: Path) -> None:
         )
 
 
-def _tune(run, jobs: list[TrialJob], options: RayOptions, outcome: RunOutcome) -> None:
+def _tune(run, jobs: list[TrialJob], options: RayOptions, outcome: RunOutcome, metric: str | None) -> None:
+    """The trials on Ray Tune (with ASHA on `metric` where given); each one's outcome counted from its folder."""
     from ray import tune
 
     scheduler = None
@@ -198,7 +283,7 @@ def _tune(run, jobs: list[TrialJob], options: RayOptions, outcome: RunOutcome) -
         param_space={"index": tune.grid_search(list(range(len(jobs))))},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=options.workers, scheduler=scheduler,
-            metric=MONITOR if scheduler else None, mode="max" if scheduler else None,
+            metric=metric if scheduler else None, mode=monitor_mode(metric) if scheduler else None,
             trial_name_creator=lambda trial: Path(jobs[trial.config["index"]].folder).name[:80],
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
@@ -211,7 +296,10 @@ def _tune(run, jobs: list[TrialJob], options: RayOptions, outcome: RunOutcome) -
     for result in results:
         job = jobs[result.config["index"]]
         folder = TrialFolder(Path(job.folder))
-        if result.error is None and not folder.is_finished():
+        if result.error is not None and folder.read_error() is None:  # lost more often than retried, say
+            folder.record_error(f"Ray: {result.error}")
+        # Returned with neither metrics nor an error (the trial's own failures are in error.txt): ASHA stopped it.
+        if result.error is None and not folder.is_finished() and folder.read_error() is None:
             record_stopped_early(folder, job)
         status = folder.status()
         if status == Status.STOPPED_EARLY:
@@ -221,14 +309,13 @@ def _tune(run, jobs: list[TrialJob], options: RayOptions, outcome: RunOutcome) -
             count_attempt(outcome, Attempt.TRAINED, folder)
         else:
             count_attempt(outcome, Attempt.FAILED, folder)
-            print(f"{job.label}: FAILED on Ray ({type(result.error).__name__}); see {folder.path / 'error.txt'}",
-                  flush=True)
+            reason = (folder.read_error() or "").strip().splitlines()
+            print(f"{job.label}: FAILED on Ray ({reason[-1] if reason else 'no error recorded'}); see "
+                  f"{folder.path / 'error.txt'}", flush=True)
 
 
 def record_stopped_early(folder: TrialFolder, job: TrialJob) -> None:
     """The trial ASHA stopped: its epochs and best validation accuracy, status `stopped_early`."""
-    from kbench.results.rules import best_epoch_row
-
     with folder.lock():  # held until the stopped worker process has gone
         if folder.is_finished():
             return
@@ -246,11 +333,28 @@ def record_stopped_early(folder: TrialFolder, job: TrialJob) -> None:
 
 
 def train_job(params: dict[str, Any], jobs: list[TrialJob]) -> None:
-    """Ray Tune's trainable: one trial in this worker process (KERAS_BACKEND is already set)."""
+    """Ray Tune's trainable: one trial in this worker process (KERAS_BACKEND is already set).
+
+    It raises only when this node cannot see the logs folder, a fault of the node that a retry elsewhere may
+    not have. Whatever else goes wrong is the trial's own (bad data, a bug): it is recorded in the trial's
+    error.txt and the trainable returns, so that Ray, which retries every trainable that raises, does not
+    train it again to fail the same way. A worker or node lost mid-trial is still retried, and resumes."""
     job = jobs[params["index"]]
     if not Path(job.store_token).is_file():
         raise KbenchError(f"{socket.gethostname()} cannot see the logs folder {Path(job.store_token).parent}; "
                           "it must be shared storage at the same path on every node")
+    try:
+        _train_job(job)  # a failure in training itself is already in error.txt (kbench.runner)
+    except Exception as error:
+        import traceback
+
+        report = str(error) if isinstance(error, KbenchError) else traceback.format_exc()
+        path = TrialFolder(Path(job.folder)).record_error(report)
+        print(f"{job.label}: FAILED ({type(error).__name__}: {error}); see {path}", flush=True)
+
+
+def _train_job(job: TrialJob) -> None:
+    """Load the trial's data, check it is the driver's, and train the trial, reporting each epoch to Ray Tune."""
     _size_thread_pools(job.threads)
     import keras
     from ray import tune
@@ -267,17 +371,18 @@ def train_job(params: dict[str, Any], jobs: list[TrialJob]) -> None:
                           f"(fingerprint {fingerprint[:12]} vs {job.fingerprint[:12]}); give every node the same files")
 
     class ReportEpoch(keras.callbacks.Callback):
-        """Each finished epoch's validation numbers to Ray Tune, for ASHA to decide on. Not the last epoch's:
-        ASHA stops every trial that reaches max_t, and this one must go on to its test and metrics."""
+        """Each finished epoch's monitored metric (and validation numbers) to Ray Tune, for ASHA to decide on.
+        Not the last epoch's: ASHA stops every trial that reaches max_t, and this one must go on to its test
+        and metrics."""
 
         def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
             if epoch + 1 < config.epochs:
-                tune.report({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k.startswith("val_")}})
+                tune.report({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()
+                                                    if key.startswith("val_") or key == config.monitor}})
 
-    attempt = attempt_trial(config, TrialFolder(Path(job.folder)), LoadedData(data, fingerprint), job.grid_keys,
-                            job.label, job.verbose, block=True, callbacks=[ReportEpoch()])
-    if attempt is Attempt.FAILED:
-        raise RuntimeError(f"{job.label} failed; see {Path(job.folder) / 'error.txt'}")
+    attempt_trial(config, TrialFolder(Path(job.folder)), LoadedData(data, fingerprint), job.grid_keys, job.label,
+                  job.verbose, block=True, callbacks=[ReportEpoch()])
 
 
 def _size_thread_pools(threads: int) -> None:

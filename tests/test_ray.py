@@ -1,5 +1,6 @@
 """`kbench run --workers`: the grid on a local Ray instance (127.0.0.1 only, two workers), killed workers
-and drivers, ASHA. Each Ray run is a `kbench` process of its own, stopped by the test if it outlives its bound."""
+and drivers, trials that raise, GPUs per trial, ASHA. Each Ray run is a `kbench` process of its own, stopped
+by the test if it outlives its bound."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import pandas as pd
 import pytest
 
 from kbench.cli import main
-from kbench.config import Overrides
+from kbench.config import Overrides, TrialConfig
+from kbench.errors import KbenchError
 from kbench.experiments import load_experiment_file
 from kbench.results.table import results_table
 from kbench.results.trial_folder import Status, TrialFolder
+from kbench.training.checkpoints import backup_state
 
 GRID = """\
 from kbench.config import Experiment, TrialConfig
@@ -44,14 +47,15 @@ def write_grid(folder: Path, epochs: int, grid: dict) -> Path:
     return path
 
 
-def start(experiment: Path, logs: Path, output: Path, *flags: str) -> subprocess.Popen:
-    """`kbench run --workers 2` in its own process group (its Ray instance with it), output to a file."""
+def start(experiment: Path, logs: Path, output: Path, *flags: str, driver: tuple[str, ...] = ("-m", "kbench"),
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`kbench run --workers 2` (by `driver`: python's arguments before kbench's) in its own process group
+    (its Ray instance with it), output to a file."""
     with open(output, "w") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "kbench", "run", str(experiment), "--logs-dir", str(logs),
-             "--workers", "2", *flags],
-            stdout=sink, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1", RAY_DEDUP_LOGS="0"),
-            start_new_session=True,
+            [sys.executable, *driver, "run", str(experiment), "--logs-dir", str(logs), "--workers", "2", *flags],
+            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", RAY_DEDUP_LOGS="0", **(env or {})),
         )
 
 
@@ -103,16 +107,21 @@ def test_two_workers_give_the_sequential_table_and_survive_killed_workers_and_dr
     pd.testing.assert_frame_equal(got[EXACT], expected[EXACT])
     pd.testing.assert_frame_equal(got[CLOSE], expected[CLOSE], rtol=1e-4, atol=1e-4)
 
-    # 2. A worker killed mid-trial: Ray retries the trial, which resumes, and the grid completes.
+    # 2. A worker killed mid-trial: Ray retries the trial, which resumes after its last finished epoch (those
+    # epochs' history rows, with their measured times, stay as they were), and the grid completes.
     logs = tmp_path / "worker-killed"
     output = tmp_path / "worker-killed.txt"
     driver = start(grid, logs, output)
-    victim = wait_for_a_trial_in_progress(logs, driver, output)
-    os.kill(victim.read_claim()["pid"], signal.SIGKILL)
+    victim, pid, epochs_done = pause_a_trial_between_epochs(logs, driver, output)
+    done_rows = victim.history().query(f"epoch < {epochs_done}")
+    os.kill(pid, signal.SIGKILL)
     assert finish(driver, output) == 0, output.read_text()[-3000:]
     got = table(grid, logs)
     pd.testing.assert_frame_equal(got[EXACT], expected[EXACT])
-    assert "resuming" in output.read_text() or victim.history().shape[0] == 3
+    assert victim.is_finished() and victim.read_claim()["pid"] != pid
+    assert f"resuming after epoch {epochs_done} " in output.read_text()
+    assert victim.history()["epoch"].tolist() == [0, 1, 2]
+    pd.testing.assert_frame_equal(victim.history().query(f"epoch < {epochs_done}"), done_rows)
 
     # 3. The driver killed (with its Ray instance): the same command again completes the grid.
     logs = tmp_path / "driver-killed"
@@ -127,6 +136,25 @@ def test_two_workers_give_the_sequential_table_and_survive_killed_workers_and_dr
     got = table(grid, logs)
     pd.testing.assert_frame_equal(got[EXACT], expected[EXACT])
     pd.testing.assert_frame_equal(got[CLOSE], expected[CLOSE], rtol=1e-4, atol=1e-4)
+
+
+def pause_a_trial_between_epochs(logs: Path, driver: subprocess.Popen, output: Path) -> tuple[TrialFolder, int, int]:
+    """A trial with some but not all of its 3 epochs in its backup, and its worker process paused (SIGSTOP), so
+    that nothing changes while the test looks: (its folder, the worker's pid, the epochs backed up)."""
+    deadline = time.time() + BOUND_S
+    while time.time() < deadline and driver.poll() is None:
+        for folder in trial_folders(logs):
+            claim = folder.read_claim()
+            if not claim or folder.is_finished() or folder.history().empty:
+                continue
+            os.kill(claim["pid"], signal.SIGSTOP)
+            state = backup_state(folder.backup_dir)
+            if state and 1 <= state[0] < 3 and not folder.is_finished() and folder.read_claim() == claim:
+                return folder, claim["pid"], state[0]
+            os.kill(claim["pid"], signal.SIGCONT)  # between an epoch's history row and its backup, or done
+        time.sleep(0.05)
+    os.killpg(driver.pid, signal.SIGKILL)
+    pytest.fail(f"no trial paused between epochs:\n{output.read_text()[-3000:]}")
 
 
 def wait_for_a_trial_in_progress(logs: Path, driver: subprocess.Popen, output: Path) -> TrialFolder:
@@ -157,6 +185,121 @@ def test_asha_stops_hopeless_trials_and_marks_them_stopped_early(tmp_path, marks
     (record,) = (tmp_path / "logs").glob("*/*/runs/*.json")
     best = TrialFolder(record.parent.parent / json.loads(record.read_text())["best_trial"])
     assert best.status() == Status.FINISHED
+
+
+# The driver, watched when the trials start and when they are done: the frameworks it has imported, and the
+# device runtimes it has started (JAX's backends, PyTorch's CUDA, TensorFlow's context).
+WATCHED_DRIVER = """\
+import json, sys
+from pathlib import Path
+
+from kbench import ray_runner
+from kbench.cli import main
+
+tune = ray_runner._tune
+
+
+def runtimes():
+    started = []
+    if "jax" in sys.modules:
+        from jax._src import xla_bridge
+
+        started += [f"jax {platform}" for platform in xla_bridge._backends]
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
+        started.append("torch cuda")
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.eager import context
+
+        started += ["tensorflow"] if context.context()._context_handle is not None else []
+    loaded = [name for name in ("keras", "jax", "torch", "tensorflow") if name in sys.modules]
+    return {"loaded": loaded, "started": started}
+
+
+def watched(*args, **kwargs):
+    seen = {"start": runtimes()}
+    tune(*args, **kwargs)
+    seen["done"] = runtimes()
+    Path(sys.argv[1]).write_text(json.dumps(seen))
+
+
+ray_runner._tune = watched
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("marks", [pytest.param(None, marks=ON_THIS_BACKEND)])
+def test_trials_share_declared_gpus_side_by_side_and_a_raising_trial_is_not_retried(tmp_path, marks):
+    """A local Ray instance told it has 2 GPUs (none are real), --gpus-per-trial 1: the two good trials run at the
+    same time, each with a GPU of its own (CUDA_VISIBLE_DEVICES, which CPU builds ignore: they train on the CPU);
+    the third raises (a metric Keras does not know) and is trained once, not retried. The driver loads no device
+    runtime, not even to check the grid with an empty cache (its catalogue is read by a child process)."""
+    pytest.importorskip("ray")
+    grid = write_grid(tmp_path, 2, [{"seed": [0, 1]}, {"seed": [2], "metrics": [("accuracy", "no_such_metric")]}])
+    (tmp_path / "driver.py").write_text(WATCHED_DRIVER)
+    seen, output = tmp_path / "driver-modules.json", tmp_path / "gpus.txt"
+    driver = start(grid, tmp_path / "logs", output, "--gpus-per-trial", "1",
+                   driver=(str(tmp_path / "driver.py"), str(seen)),
+                   env={"RAY_OVERRIDE_RESOURCES": json.dumps({"GPU": 2}), "KBENCH_CACHE_DIR": str(tmp_path / "cache")})
+    assert finish(driver, output) == 1, output.read_text()[-3000:]
+    text = output.read_text()
+    driver_runtimes = json.loads(seen.read_text())
+    assert driver_runtimes["start"] == {"loaded": [], "started": []}
+    # Ray Tune itself may import PyTorch meanwhile (not its CUDA); kbench imports no Keras before the evaluation.
+    assert "keras" not in driver_runtimes["done"]["loaded"] and driver_runtimes["done"]["started"] == []
+
+    folders = {folder.read_config()["seed"]: folder for folder in trial_folders(tmp_path / "logs")}
+    good = [folders[0], folders[1]]
+    assert all(folder.status() == Status.FINISHED for folder in good), text[-3000:]
+    environments = [json.loads((folder.path / "environment.json").read_text()) for folder in good]
+    assert sorted(environment["cuda_visible_devices"] for environment in environments) == ["0", "1"]
+    assert all(environment["device"] == "cpu" for environment in environments)
+    (first, second) = [folder.read_metrics() for folder in good]
+    assert first["started_at"] < second["finished_at"] and second["started_at"] < first["finished_at"], (first, second)
+
+    bad = folders[2]
+    assert bad.status() == Status.ERROR and "no_such_metric" in bad.read_error()
+    assert text.count(f"{bad.name}: training") == 1, text[-3000:]
+
+
+def test_asha_needs_a_metric_every_trial_reports():
+    """ASHA compares trials on their `monitor`; a grid without a validation split must monitor the per-epoch
+    test accuracy (cifar_speedrun does), and one metric for all."""
+    from kbench.data import load_dataset
+    from kbench.ray_runner import asha_metric
+
+    digits = load_dataset("digits", None)
+    assert asha_metric([(TrialConfig("digits", "a1"), digits)]) == "val_accuracy"
+    assert asha_metric([(TrialConfig("digits", "a1", monitor="val_loss"), digits)] * 2) == "val_loss"
+    speedrun = TrialConfig("digits", "a1", validation_split=0.0, test_every_epoch=True, monitor="test_accuracy")
+    assert asha_metric([(speedrun, digits)]) == "test_accuracy"
+    with pytest.raises(KbenchError, match=r"monitor=val_accuracy, but 1 trial\(s\) have no validation split"):
+        asha_metric([(TrialConfig("digits", "a1"), digits), (TrialConfig("digits", "a1", validation_split=0.0), digits)])
+    with pytest.raises(KbenchError, match="trials monitor val_accuracy, val_loss"):
+        asha_metric([(TrialConfig("digits", "a1"), digits), (TrialConfig("digits", "a1", monitor="val_loss"), digits)])
+
+
+def test_asha_without_a_validation_split_is_refused_before_ray_starts(capsys, tmp_path):
+    pytest.importorskip("ray")
+    grid = write_grid(tmp_path, 2, {"seed": [0, 1]})
+    assert main(["run", str(grid), "--workers", "2", "--scheduler", "asha", "--set", "validation_split=0",
+                 "--logs-dir", str(tmp_path / "logs")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--scheduler asha compares trials on monitor=val_accuracy" in error[0], error
+
+
+def test_the_driver_reads_the_backend_as_keras_does_without_importing_it(monkeypatch, tmp_path):
+    from kbench.ray_runner import configured_backend
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert configured_backend() == "tensorflow"  # Keras's default
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax", "floatx": "float32"}))
+    assert configured_backend() == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert configured_backend() == "torch"
+    monkeypatch.setenv("KERAS_BACKEND", "theano")
+    with pytest.raises(KbenchError, match="'theano'"):
+        configured_backend()
 
 
 def test_worker_environment_sizes_thread_pools_and_shares_gpus(monkeypatch):

@@ -72,5 +72,7 @@ def describe_environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        # The GPUs this process was given (Ray sets it per trial: --gpus-per-trial); None when unset.
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "kbench_commit": git_commit(),
     }

@@ -175,7 +175,7 @@ def train_trial(
     from kbench.data.fingerprint import data_fingerprint as fingerprint_of
     from kbench.training.distribution import trial_devices
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     devices = trial_devices(config)  # data_parallel where it cannot train: refused before any file is written
     identity = trial_identity(config, data_fingerprint or fingerprint_of(data))
     folder.start(identity, config.to_dict(), describe_environment())
@@ -263,6 +263,9 @@ def train_trial(
             "accelerator_memory_note": accelerator_note,
             "skipped_files": len(getattr(data, "skipped", ())),
             "wall_time_s": time.perf_counter() - started,
+            # When this attempt ran (Unix time, seconds): trials run side by side on Ray overlap here.
+            "started_at": started_at,
+            "finished_at": time.time(),
             "devices": devices.count,  # 1, or every device distribution=data_parallel trained on
             "precision": config.precision,
             "compute_dtype": compute_dtype(model),  # what the layers really computed in

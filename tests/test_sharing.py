@@ -1,7 +1,8 @@
 """Several `kbench run` processes on one logs folder, and `kill -9` at random moments.
 
 Both must end with the table an uninterrupted single process gives: every
-trial trained once, nothing finished-looking that is not, nothing lost.
+trial trained once, nothing finished-looking that is not, nothing lost; with
+random augmentation too (its random state is saved with each epoch's backup).
 """
 
 from __future__ import annotations
@@ -31,7 +32,17 @@ EXPERIMENT = Experiment(
     grid={"optimizer": ["adam", "sgd"], "seed": [0, 1]},
 )
 """
-EXACT = ["optimizer", "seed", "backend", "status", "epochs_run", "best_epoch"]
+# Random augmentation (kbench.training.recipe), each with the random state a resumed trial must continue.
+AUGMENTED = """\
+from kbench.config import Experiment, TrialConfig
+
+EXPERIMENT = Experiment(
+    description="three small trials of a few digits with random augmentation",
+    base=TrialConfig(dataset="digits", model="a1", epochs=3, batch_size=64, train_subset=300, test_subset=100),
+    grid={"augment": ["flip", "crop_flip", "shift2_alternating_flip"]},
+)
+"""
+EXACT = ["backend", "status", "epochs_run", "best_epoch"]  # and the grid's values
 # The same computation in another process on this CPU: equal to rounding.
 CLOSE = ["test_accuracy", "test_loss", "best_val_accuracy"]
 KILLS = 10
@@ -39,10 +50,16 @@ BACKEND = keras.backend.backend()
 
 
 @pytest.fixture(scope="module")
-def experiment_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("sharing") / "tiny.py"
-    path.write_text(TINY)
-    return path
+def experiment_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("sharing")
+    (folder / "tiny.py").write_text(TINY)
+    (folder / "augmented.py").write_text(AUGMENTED)
+    return {"tiny": folder / "tiny.py", "augmented": folder / "augmented.py"}
+
+
+@pytest.fixture(scope="module")
+def experiment_file(experiment_files) -> Path:
+    return experiment_files["tiny"]
 
 
 def start(experiment_file: Path, logs: Path, output: Path) -> subprocess.Popen:
@@ -56,26 +73,39 @@ def start(experiment_file: Path, logs: Path, output: Path) -> subprocess.Popen:
 
 
 def table(experiment_file: Path, logs: Path) -> pd.DataFrame:
-    frame = results_table(load_experiment_file(experiment_file), Overrides(), logs)
-    return frame.sort_values(["optimizer", "seed"]).reset_index(drop=True)
+    experiment = load_experiment_file(experiment_file)
+    frame = results_table(experiment, Overrides(), logs)
+    return frame.sort_values(list(experiment.grid)).reset_index(drop=True)
 
 
 def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
-    pd.testing.assert_frame_equal(got[EXACT], expected[EXACT])
+    exact = [*got.columns[:got.columns.get_loc("backend")], *EXACT]  # the grid's values come first
+    pd.testing.assert_frame_equal(got[exact], expected[exact])
     for column in CLOSE:
         np.testing.assert_allclose(got[column].astype(float), expected[column].astype(float), rtol=1e-4, atol=1e-4,
                                    err_msg=column)
 
 
 @pytest.fixture(scope="module")
-def reference(experiment_file, tmp_path_factory) -> pd.DataFrame:
-    """The table of one uninterrupted process."""
-    folder = tmp_path_factory.mktemp("reference")
-    process = start(experiment_file, folder / "logs", folder / "out.txt")
-    assert process.wait(timeout=600) == 0, (folder / "out.txt").read_text()
-    expected = table(experiment_file, folder / "logs")
-    assert set(expected["status"]) == {"finished"}
-    return expected
+def references(tmp_path_factory):
+    """reference(experiment file): the table of one uninterrupted process, run once per file."""
+    tables: dict[Path, pd.DataFrame] = {}
+
+    def reference(experiment_file: Path) -> pd.DataFrame:
+        if experiment_file not in tables:
+            folder = tmp_path_factory.mktemp("reference")
+            process = start(experiment_file, folder / "logs", folder / "out.txt")
+            assert process.wait(timeout=600) == 0, (folder / "out.txt").read_text()
+            tables[experiment_file] = table(experiment_file, folder / "logs")
+            assert set(tables[experiment_file]["status"]) == {"finished"}
+        return tables[experiment_file]
+
+    return reference
+
+
+@pytest.fixture(scope="module")
+def reference(experiment_file, references) -> pd.DataFrame:
+    return references(experiment_file)
 
 
 def test_two_processes_share_a_grid_and_train_each_trial_once(experiment_file, reference, tmp_path):
@@ -90,15 +120,18 @@ def test_two_processes_share_a_grid_and_train_each_trial_once(experiment_file, r
     assert_same_table(table(experiment_file, logs), reference)
 
 
-@pytest.mark.parametrize("seed", [
-    # Ten kills and their restarts take about two minutes: in the default run on the torch environment
-    # (the quickest in CI); on the others with `-m slow`.
-    pytest.param(2026, marks=() if BACKEND == "torch" else pytest.mark.slow),
+@pytest.mark.parametrize("grid, seed", [
+    # Ten kills and their restarts take about two minutes. The augmented grid runs in the default run on the
+    # torch environment (the quickest in CI): its trials restore everything the plain grid's do, and their
+    # random state too. The plain grid, and both on the other backends, run with `-m slow`.
+    pytest.param("tiny", 2026, marks=pytest.mark.slow),
+    pytest.param("augmented", 2027, marks=() if BACKEND == "torch" else pytest.mark.slow),
 ])
-def test_kill_9_at_random_moments_loses_nothing(experiment_file, reference, tmp_path, seed):
+def test_kill_9_at_random_moments_loses_nothing(experiment_files, references, tmp_path, grid, seed):
     """SIGKILL `kbench run` at seeded random moments after it starts training, rerun it, repeat; each
     grid that completes must give the uninterrupted table. A grid completed before all the kills
     were made starts again in a fresh folder, so every kill lands on work in progress."""
+    experiment_file, reference = experiment_files[grid], references(experiment_files[grid])
     rng = np.random.default_rng(seed)
     kills, grids, attempts = [], 0, 0
     logs = tmp_path / f"logs{grids}"

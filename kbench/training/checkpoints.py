@@ -7,6 +7,13 @@ checkpoint is written beside its name and renamed, and each backup's weights go
 to a new file that an atomically replaced metadata file then names; the
 previous weights are deleted only after that. A kill leaves either the old
 state or the new one.
+
+save_weights leaves out the model's random state (the keras.random.SeedGenerator
+state of RandomFlip, RandomTranslation, Dropout, kbench's RandomReflectShift):
+a resumed trial would replay its augmentation from the first epoch's draws. The
+backup saves it beside the weights (`save_random_state`) and restores it with
+them, so a resumed trial ends with an uninterrupted one's numbers. The input
+feed's shuffle and flips need nothing saved: they are functions of (seed, epoch).
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from kbench.atomic import PARTIAL_MARK, commit, read_json, write_json_atomic
+from kbench.atomic import PARTIAL_MARK, atomic_path, commit, read_json, write_json_atomic
 
 METADATA_FILE = "training_metadata.json"
+RANDOM_STATE = "random_state"  # the metadata's key naming the random state's file
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -48,9 +57,11 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         folder.mkdir(parents=True, exist_ok=True)
         weights = folder / f"epoch-{self._current_epoch}.weights.h5"
         self.model.save_weights(weights, overwrite=True)
-        write_json_atomic(folder / METADATA_FILE, {"epoch": self._current_epoch, "weights": weights.name})
-        for old in folder.glob("epoch-*.weights.h5"):
-            if old != weights:
+        metadata = {"epoch": self._current_epoch, "weights": weights.name}
+        metadata |= save_random_state(self.model, folder / f"epoch-{self._current_epoch}.random.npz")
+        write_json_atomic(folder / METADATA_FILE, metadata)
+        for old in folder.glob("epoch-*"):
+            if old.name not in metadata.values():
                 old.unlink(missing_ok=True)
 
     def _load_model(self):
@@ -61,7 +72,48 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(weights)
+        restore_random_state(self.model, Path(self.backup_dir))
         self.model._initial_epoch = epoch  # how BackupAndRestore itself tells fit() where to resume
+
+
+def random_state_variables(model: keras.Model) -> list[keras.Variable]:
+    """Every keras.random.SeedGenerator state in `model`, in the model's own order.
+
+    Keras's `Layer.variables` is `weights` (what save_weights writes) plus these (metrics are apart);
+    their paths carry process-wide name counters, so the order, not the path, identifies them.
+    """
+    weights = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
+
+
+def save_random_state(model: keras.Model, path: Path) -> dict[str, str]:
+    """Write the model's random state to `path` (.npz, atomically): the metadata entry naming it, or {} for
+    a model without random layers."""
+    states = [keras.ops.convert_to_numpy(variable.value) for variable in random_state_variables(model)]
+    if not states:
+        return {}
+    with atomic_path(path) as temporary:
+        np.savez(temporary, *states)
+    return {RANDOM_STATE: path.name}
+
+
+def restore_random_state(model: keras.Model, backup_dir: Path) -> None:
+    """Set the model's random state to the one saved with the backup's weights (none saved: left as built,
+    as by kbench before it saved one)."""
+    name = read_json(backup_dir / METADATA_FILE).get(RANDOM_STATE)
+    if name is None:
+        return
+    path = backup_dir / name
+    variables = random_state_variables(model)
+    with np.load(path) as saved:
+        states = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    if len(states) != len(variables):
+        raise ValueError(
+            f"{path} holds {len(states)} random states but the model has {len(variables)}: the backup is of "
+            f"another model; remove {backup_dir} to train this trial from the start"
+        )
+    for variable, state in zip(variables, states):
+        variable.assign(state)
 
 
 def backup_state(backup_dir: Path) -> tuple[int, Path] | None:

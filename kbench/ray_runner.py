@@ -114,12 +114,13 @@ def run_on_ray(
     options: RayOptions,
     verbose: int = 1,  # kbench.training.progress.NORMAL
     command: str = "",
+    retrain_older: bool = False,
 ) -> RunOutcome:
     """Train every unfinished trial of the run on Ray Tune, `options.workers` at a time, then evaluate the
-    run's best trial here."""
+    run's best trial here (retrain_older: as for kbench.runner.prepare_run)."""
     options.check()
     ray = require_ray()
-    run = prepare_run(experiment, overrides, logs_dir.resolve(), data_dir, backend, command)
+    run = prepare_run(experiment, overrides, logs_dir.resolve(), data_dir, backend, command, retrain_older)
     outcome = RunOutcome(run.store)
     token = run.store.root / f".driver-{uuid.uuid4().hex}"
     token.write_text(socket.gethostname())

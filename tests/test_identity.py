@@ -101,9 +101,9 @@ def test_an_array_data_set_is_identified_by_its_arrays():
     assert data_fingerprint(digits) != first
 
 
-def finished(store: RunStore, config: TrialConfig, data: str, accuracy: float, grid_keys=()) -> None:
+def finished(store: RunStore, config: TrialConfig, data: str, accuracy: float) -> None:
     """A trial folder as a finished trial leaves it (no training needed to test the store)."""
-    folder = store.folder(config, data, list(grid_keys))
+    folder = store.folder(config, data)
     folder.start(trial_identity(config, data), config.to_dict(), {})
     folder.finish({"status": "finished", "test_accuracy": accuracy, "best_val_accuracy": accuracy,
                    "config": config.to_dict()})
@@ -112,16 +112,16 @@ def finished(store: RunStore, config: TrialConfig, data: str, accuracy: float, g
 def test_a_folder_another_process_is_creating_is_the_same_trial_not_a_new_one(tmp_path):
     """Two processes start at once: one has made the folder to claim it, not yet written identity.json."""
     store = RunStore(tmp_path, "exp", "jax")
-    claimed = store.folder(BASE, "a" * 64, [])
+    claimed = store.folder(BASE, "a" * 64)
     claimed.path.mkdir(parents=True)
-    assert store.folder(BASE, "a" * 64, []).path == claimed.path
+    assert store.folder(BASE, "a" * 64).path == claimed.path
 
 
 def test_a_finished_trial_is_reused_only_for_the_same_settings_and_data(tmp_path):
     store = RunStore(tmp_path, "exp", "jax")
     finished(store, BASE, "a" * 64, 0.5)
-    assert store.folder(BASE, "a" * 64, []).is_finished()
-    on_new_data = store.folder(BASE, "b" * 64, [])
+    assert store.folder(BASE, "a" * 64).is_finished()
+    on_new_data = store.folder(BASE, "b" * 64)
     assert not on_new_data.exists() and not on_new_data.is_finished()
     finished(store, BASE, "b" * 64, 0.7)
     every = all_trials_table(experiment(), False, tmp_path)
@@ -135,7 +135,7 @@ def test_legacy_folders_are_listed_but_never_reused(tmp_path):
     old.mkdir(parents=True)
     (old / "metrics.json").write_text('{"status": "finished", "test_accuracy": 0.9}')
     (old / "config.json").write_text('{"dataset": "digits", "model": "a1"}')
-    assert store.folder(BASE, "a" * 64, []).path != old
+    assert store.folder(BASE, "a" * 64).path != old
     assert results_table(experiment(), Overrides(), tmp_path)["status"].tolist() == [Status.PENDING]
     assert all_trials_table(experiment(), False, tmp_path)["status"].tolist() == [Status.LEGACY]
 
@@ -146,8 +146,8 @@ def test_each_run_has_its_own_record_and_table(tmp_path):
     store = RunStore(tmp_path, "exp", "jax")
     for plan, accuracy in ((default, 0.5), (overridden, 0.8)):
         for config in plan.trials:
-            finished(store, config, "a" * 64, accuracy, plan.grid_keys)
-        names = [store.folder(c, "a" * 64, plan.grid_keys).name for c in plan.trials]
+            finished(store, config, "a" * 64, accuracy)
+        names = [store.folder(c, "a" * 64).name for c in plan.trials]
         store.write_run(plan.trials, {"trials": names, "trial_keys": keys(plan), "best_trial": names[0]})
     assert store.best_trial(default.trials).name != store.best_trial(overridden.trials).name
     assert results_table(grid, Overrides(), tmp_path)["test_accuracy"].tolist() == [0.5, 0.5]
@@ -175,7 +175,7 @@ def test_legacy_folders_get_a_one_line_note(tmp_path):
 
 def test_a_claimed_unfinished_trial_shows_as_running(tmp_path):
     store = RunStore(tmp_path, "exp", "jax")
-    folder = store.folder(BASE, "a" * 64, [])
+    folder = store.folder(BASE, "a" * 64)
     folder.start(trial_identity(BASE, "a" * 64), BASE.to_dict(), {})
     with folder.lock():  # as a training process holds it
         assert folder.status() == Status.RUNNING

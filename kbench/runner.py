@@ -25,7 +25,7 @@ from kbench.config import Experiment, Overrides, TrialConfig, TrialPlan, resolve
 from kbench.data import load_dataset
 from kbench.errors import KbenchError
 from kbench.code_version import current_code, describe, is_current, older_note
-from kbench.results.store import RunStore, ensure_writable, grid_label, legacy_note, run_name
+from kbench.results.store import RunStore, ensure_writable, grid_label, legacy_note, run_name, trial_identity
 from kbench.results.trial_folder import Evaluation, Status, TrialFolder
 from kbench.training.progress import NORMAL, VERBOSE, GridClock
 
@@ -174,7 +174,8 @@ def prepare_run(experiment: Experiment, overrides: Overrides, logs_dir: Path, da
 def finish_run(run: PreparedRun, outcome: RunOutcome) -> RunOutcome:
     """Evaluate the run's best trial and record it."""
     # A retraining that failed leaves its trial's old result standing: that one takes part.
-    standing = [run.store.standing(folder) for folder in run.folders]
+    standing = [run.store.standing(folder, trial_identity(config, run.datasets[data_key(config)].fingerprint))
+                for config, folder in zip(run.plan.trials, run.folders)]
     outcome.best_trial = best_finished(standing)
     if outcome.best_trial is not None:
         config = run.plan.trials[standing.index(outcome.best_trial)]

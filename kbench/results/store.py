@@ -144,10 +144,11 @@ class RunStore:
         stem = f"{identity['config_key']}-{identity['data_fingerprint'][:DATA_KEY_LENGTH]}"
         return [folder for folder in self._named(f"*{stem}*") if folder.read_identity() in (identity, None)]
 
-    def standing(self, folder: TrialFolder) -> TrialFolder:
+    def standing(self, folder: TrialFolder, identity: dict[str, Any] | None = None) -> TrialFolder:
         """The folder whose result stands for `folder`'s trial: `folder`, unless another folder of the same
-        trial has a result it lacks (its retraining still runs, or failed) or is newer code's."""
-        identity = folder.read_identity()
+        trial has a result it lacks (its retraining still runs, or failed) or is newer code's. `identity`
+        names the trial of a folder whose training never began (no identity.json)."""
+        identity = folder.read_identity() or identity
         finished = [f for f in self.of_identity(identity) if f.is_finished()] if identity else []
         if not finished:
             return folder
@@ -195,7 +196,10 @@ class RunStore:
         folders: list[TrialFolder | None] = []
         for config in trials:
             if config.key() in named:
-                folders.append(self.standing(TrialFolder(self.root / named[config.key()])))
+                # A folder its training never began in has no identity.json yet: the run's data says which trial.
+                data = record.get("data", {}).get(config.dataset)
+                identity = trial_identity(config, data) if data else None
+                folders.append(self.standing(TrialFolder(self.root / named[config.key()]), identity))
                 continue
             candidates = self.candidates(config)
             done = [f for f in candidates if f.status() in Status.DONE]

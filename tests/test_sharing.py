@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -95,8 +94,9 @@ def test_overlapping_grids_started_at_once_train_each_trial_once(experiment_file
     codes = [process.wait(timeout=600) for process in processes]
     outputs = [(tmp_path / f"out{i}.txt").read_text() for i in range(2)]
     assert codes == [0, 0], outputs
-    # "[2/4] optimizer-sgd_seed-1 (model-a1_<hash>-<data>): training": the folder in brackets, one per trial
-    trained = [match[1] for text in outputs for match in re.finditer(r"^\[\d+/\d+\] .*\(([^()]+)\): training", text, re.M)]
+    # "[2/4] optimizer-sgd_seed-1 (model-a1_<hash>-<data>): training": the trial's folder, last
+    trained = [line.split(": training")[0].split()[-1].strip("()") for text in outputs for line in text.splitlines()
+               if line.startswith("[") and ": training" in line]
     assert sorted(trained) == sorted(set(trained)) and len(trained) == 4, outputs  # each trial once, by one process
     folders = [path for path in (logs / "tiny" / BACKEND).iterdir() if path.name != "runs"]
     assert sorted(path.name for path in folders) == sorted(trained)  # one folder per trial

@@ -21,10 +21,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from kbench.code_version import current_code, describe, is_current, older_note
 from kbench.config import Experiment, Overrides, TrialConfig, TrialPlan, resolve_trials
 from kbench.data import load_dataset
 from kbench.errors import KbenchError
-from kbench.code_version import current_code, describe, is_current, older_note
 from kbench.results.store import RunStore, ensure_writable, grid_label, legacy_note, run_name, trial_identity
 from kbench.results.trial_folder import Evaluation, Status, TrialFolder
 from kbench.training.progress import NORMAL, VERBOSE, GridClock
@@ -163,7 +163,7 @@ def prepare_run(experiment: Experiment, overrides: Overrides, logs_dir: Path, da
         print(note, flush=True)
     older = [folder for folder in reused if folder.is_finished() and not is_current(folder.read_environment())]
     if older and retrain_older:
-        print(f"kbench: training again {len(older)} finished trial(s) that another kbench version trained than this "
+        print(f"kbench: training again {len(older)} finished trial(s) trained by another kbench version than this "
               f"one ({describe(current_code())}); each old result stays in use until its new one has finished",
               flush=True)
     elif older:

@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="0: as --quiet; 1 (default): a line per trial with the grid's time left, a progress bar per "
                       "epoch on a terminal and a line per epoch (time, images/s, losses, accuracies); "
                       "2 (--verbose alone): also each trial's settings and the frameworks' own log messages")
+    run.add_argument("--retrain-older", action="store_true",
+                     help="train again the finished trials that another kbench version trained: another kbench "
+                     "code, as a hash of the kbench package's Python files says (a release, a commit that changed "
+                     "kbench/, or uncommitted edits; each trial's environment.json records its version, commit and "
+                     "hash; trials from before kbench recorded the hash count as another version). Without it they "
+                     "are reused, with a note. Each retrains into a new folder beside the old one, whose result "
+                     "stays in use until the new one has finished (then it is kept, marked superseded)")
     scale = run.add_argument_group("parallel trials on Ray (pip install 'kbench[ray]')")
     scale.add_argument("--workers", type=int, default=None, metavar="N",
                        help="train N trials at a time, each in its own process, on a local Ray instance "
@@ -107,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--backend", default=None, help="comma-separated backends to show (default: all run)")
     results.add_argument("--all", action="store_true",
                          help="every trial ever run for the experiment, whatever its overrides, with the settings "
-                         "that differ; stale (trained on older data) and legacy trials are marked")
+                         "that differ; stale (trained on older data), superseded (retrained by another kbench "
+                         "version) and legacy trials are marked, and the kbench_code column names the kbench "
+                         "version that trained each trial when not the current one (see `kbench run --help`, "
+                         "--retrain-older)")
     results.add_argument("--target-accuracy", type=float, default=None, help="first epoch whose test (or validation) accuracy reaches this fraction, and the training time to it, compile time apart (e.g. 0.94)")
 
     compare = commands.add_parser("compare", help="run the grid on several backends and compare them")
@@ -193,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         resolve_trials(experiment, overrides)  # a bad key or value fails here, before Ray starts
         options = RayOptions(1 if args.workers is None else args.workers, args.cpus_per_trial, args.gpus_per_trial, args.address, args.scheduler)
         outcome = run_on_ray(experiment, overrides, args.logs_dir, args.data_dir, configured_backend(), options,
-                             verbose=args.verbose, command=_command("run", args))
+                             verbose=args.verbose, command=_command("run", args), retrain_older=args.retrain_older)
     else:
         resolve_trials(experiment, overrides)  # a bad key or value fails here, before Keras and its backend load
         import keras
@@ -204,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"kbench: backend {keras.backend.backend()} on {accelerator()} (keras {keras.__version__}; "
               "set KERAS_BACKEND to change)", flush=True)
         outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=args.verbose,
-                                 command=_command("run", args))
+                                 command=_command("run", args), retrain_older=args.retrain_older)
     print(f"kbench: trained {outcome.trained}, skipped {outcome.skipped} finished, failed {len(outcome.failed)}")
     if outcome.best_trial is not None:
         print(f"kbench: best trial {outcome.best_trial.name} (evaluation in {outcome.best_trial.evaluation_dir})")
@@ -272,9 +282,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    from kbench.code_version import older_note
     from kbench.experiments import load_experiment
     from kbench.results.store import legacy_note, run_name
-    from kbench.results.table import all_trials_table, format_table, results_table
+    from kbench.results.table import all_trials_table, format_table, older_trials, results_table
 
     experiment = load_experiment(args.experiment)
     backends = _backends(args.backend) if args.backend else None
@@ -287,6 +298,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     note = legacy_note(args.logs_dir, run_name(experiment.name, args.quick), args.experiment)
     if note and not args.all:
         print(note, file=sys.stderr)
+    older = older_trials(table)
+    if older:  # --all spans every run: each run's own --set/--grid select its trials
+        print(f"kbench: note: {older_note(older, _command('run', args))}"
+              f"{' (with each run of them: its own --set/--grid)' if args.all else ''}", file=sys.stderr)
     return 0
 
 

@@ -158,9 +158,10 @@ def run_on_ray(
     options: RayOptions,
     verbose: int = 1,  # kbench.training.progress.NORMAL
     command: str = "",
+    retrain_older: bool = False,
 ) -> RunOutcome:
     """Train every unfinished trial of the run on Ray Tune, `options.workers` at a time, then evaluate the
-    run's best trial here.
+    run's best trial here (retrain_older: as for kbench.runner.prepare_run).
 
     Until the trials are done nothing here imports Keras or its backend (see the module's docstring): the
     caller passes `backend` from configured_backend() and has the grid checked after
@@ -168,7 +169,7 @@ def run_on_ray(
     options.check()
     print(f"kbench: backend {backend} (keras {_version('keras')}; set KERAS_BACKEND to change); each trial's "
           "device is chosen in its worker and recorded in its environment.json", flush=True)
-    run = prepare_run(experiment, overrides, logs_dir.resolve(), data_dir, backend, command)
+    run = prepare_run(experiment, overrides, logs_dir.resolve(), data_dir, backend, command, retrain_older)
     outcome = RunOutcome(run.store)
     token = run.store.root / f".driver-{uuid.uuid4().hex}"
     token.write_text(socket.gethostname())

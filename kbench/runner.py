@@ -2,8 +2,10 @@
 then evaluate the run's best trial.
 
 Several `kbench run` processes may share one logs folder (same or overlapping
-grids, same or different backends). A trial is trained only under its claim (a
-file lock, kbench.results.trial_folder); a process passes over trials that
+grids, same or different backends). A trial's folder, and so its claim (a file
+lock, kbench.results.trial_folder), follows from the trial alone
+(kbench.results.store), so every process that asks for a trial claims the same
+lock. A trial is trained only under its claim; a process passes over trials that
 another holds, and comes back to them at the end: finished by then, they are
 skipped; left unfinished by a holder that died, they are trained here.
 """
@@ -19,11 +21,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from kbench.code_version import current_code, describe, is_current, older_note
 from kbench.config import Experiment, Overrides, TrialConfig, TrialPlan, resolve_trials
 from kbench.data import load_dataset
 from kbench.errors import KbenchError
 from kbench.results.rules import best_finished, selection_metric
-from kbench.results.store import RunStore, ensure_writable, legacy_note, run_name
+from kbench.results.store import RunStore, ensure_writable, grid_label, legacy_note, run_name, trial_identity
 from kbench.results.trial_folder import Evaluation, TrialFolder
 from kbench.training.progress import NORMAL, VERBOSE, GridClock
 
@@ -102,20 +105,28 @@ class PreparedRun:
     record: dict[str, Any]
 
     def jobs(self) -> list[tuple[TrialConfig, TrialFolder, LoadedData, str]]:
-        """(config, folder, data, label) per trial, in grid order."""
-        count = len(self.plan.trials)
-        return [(config, folder, self.datasets[data_key(config)], f"[{number}/{count}] {folder.name}")
-                for number, (config, folder) in enumerate(zip(self.plan.trials, self.folders), start=1)]
+        """(config, folder, data, label) per trial, in grid order; the label names the trial by its grid values."""
+        jobs = []
+        for number, (config, folder) in enumerate(zip(self.plan.trials, self.folders), start=1):
+            values = grid_label(config, self.plan.grid_keys)
+            label = f"[{number}/{len(self.plan.trials)}] {f'{values} ({folder.name})' if values else folder.name}"
+            jobs.append((config, folder, self.datasets[data_key(config)], label))
+        return jobs
 
 
 def prepare_run(experiment: Experiment, overrides: Overrides, logs_dir: Path, data_dir: Path | None, backend: str,
-                command: str = "") -> PreparedRun:
-    """Resolve the grid, load and fingerprint its data, name its trial folders, and record the run."""
+                command: str = "", retrain_older: bool = False) -> PreparedRun:
+    """Resolve the grid, load and fingerprint its data, name its trial folders, and record the run.
+
+    retrain_older: finished trials that another kbench code trained (kbench.code_version) get a new
+    folder to train in; without it they are reused, with a note saying so."""
     plan = resolve_trials(experiment, overrides)
     store = RunStore(logs_dir, run_name(experiment.name, overrides.quick), backend)
     ensure_writable(store.root)
     datasets = load_all(plan.trials, data_dir)
-    folders = [store.folder(config, datasets[data_key(config)].fingerprint, plan.grid_keys) for config in plan.trials]
+    reused = [store.folder(config, datasets[data_key(config)].fingerprint) for config in plan.trials]
+    folders = [store.folder(config, datasets[data_key(config)].fingerprint, retrain_older=True) if retrain_older
+               else folder for config, folder in zip(plan.trials, reused)]
     record = {
         "experiment": experiment.name,
         "backend": store.backend,
@@ -130,14 +141,24 @@ def prepare_run(experiment: Experiment, overrides: Overrides, logs_dir: Path, da
     note = legacy_note(logs_dir, store.run, experiment.name)
     if note:
         print(note, flush=True)
+    older = [folder for folder in reused if folder.is_finished() and not is_current(folder.read_environment())]
+    if older and retrain_older:
+        print(f"kbench: training again {len(older)} finished trial(s) trained by another kbench version than this "
+              f"one ({describe(current_code())}); each old result stays in use until its new one has finished",
+              flush=True)
+    elif older:
+        print(f"kbench: note: {older_note(len(older), command or 'kbench run')}", flush=True)
     return PreparedRun(experiment, plan, store, datasets, folders, record)
 
 
 def finish_run(run: PreparedRun, outcome: RunOutcome) -> RunOutcome:
     """Evaluate the run's best trial and record it."""
-    outcome.best_trial = best_finished(run.folders)
+    # A retraining that failed leaves its trial's old result standing: that one takes part.
+    standing = [run.store.standing(folder, trial_identity(config, run.datasets[data_key(config)].fingerprint))
+                for config, folder in zip(run.plan.trials, run.folders)]
+    outcome.best_trial = best_finished(standing)
     if outcome.best_trial is not None:
-        config = run.plan.trials[run.folders.index(outcome.best_trial)]
+        config = run.plan.trials[standing.index(outcome.best_trial)]
         outcome.evaluation_error = _evaluate(config, outcome.best_trial, run.datasets[data_key(config)].data)
     run.store.write_run(run.plan.trials, run.record | {
         "best_trial": outcome.best_trial.name if outcome.best_trial else None, "updated": _now()})
@@ -151,11 +172,12 @@ def run_experiment(
     data_dir: Path | None = None,
     verbose: int = NORMAL,
     command: str = "",
+    retrain_older: bool = False,
 ) -> RunOutcome:
     """Train every unfinished grid point of `experiment`, one at a time, and evaluate the run's best trial.
 
-    verbose: kbench.training.progress's QUIET, NORMAL or VERBOSE."""
-    run = prepare_run(experiment, overrides, logs_dir, data_dir, current_backend(), command)
+    verbose: kbench.training.progress's QUIET, NORMAL or VERBOSE; retrain_older: as for `prepare_run`."""
+    run = prepare_run(experiment, overrides, logs_dir, data_dir, current_backend(), command, retrain_older)
     outcome = RunOutcome(run.store)
     clock = GridClock.for_trials([config.epochs for config, folder, *_ in run.jobs() if not folder.is_finished()])
     waiting = []

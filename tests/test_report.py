@@ -110,7 +110,7 @@ def finished_trials(logs: Path, overrides: Overrides, classes, unfinished: int =
     plan = resolve_trials(experiment, overrides)
     store = RunStore(logs, "symbols", "jax")
     for number, config in enumerate(plan.trials[: len(plan.trials) - unfinished]):
-        folder = store.folder(config, "d" * 64, plan.grid_keys)
+        folder = store.folder(config, "d" * 64)
         folder.start(trial_identity(config, "d" * 64), config.to_dict(), {})
         accuracy = 0.8 + 0.05 * number
         folder.finish({

@@ -7,6 +7,7 @@ random augmentation too (its random state is saved with each epoch's backup).
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kbench.cli import main
 from kbench.config import Overrides
 from kbench.experiments import load_experiment_file
 from kbench.results.table import results_table
@@ -62,25 +64,28 @@ def experiment_file(experiment_files) -> Path:
     return experiment_files["tiny"]
 
 
-def start(experiment_file: Path, logs: Path, output: Path) -> subprocess.Popen:
+def start(experiment_file: Path, logs: Path, output: Path, *overrides: str) -> subprocess.Popen:
     """`kbench run` in a new process (its own session, so a kill reaches only it), output to a file."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(output, "w") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "kbench", "run", str(experiment_file), "--logs-dir", str(logs)],
+            [sys.executable, "-m", "kbench", "run", str(experiment_file), "--logs-dir", str(logs), *overrides],
             stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
 
 
 def table(experiment_file: Path, logs: Path) -> pd.DataFrame:
     experiment = load_experiment_file(experiment_file)
-    frame = results_table(experiment, Overrides(), logs)
-    return frame.sort_values(list(experiment.grid)).reset_index(drop=True)
+    return sort(results_table(experiment, Overrides(), logs), list(experiment.grid))
+
+
+def sort(frame: pd.DataFrame, keys=("optimizer", "seed")) -> pd.DataFrame:
+    return frame.sort_values([key for key in keys if key in frame]).reset_index(drop=True)
 
 
 def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     exact = [*got.columns[:got.columns.get_loc("backend")], *EXACT]  # the grid's values come first
-    pd.testing.assert_frame_equal(got[exact], expected[exact])
+    pd.testing.assert_frame_equal(got[exact], expected[exact], check_dtype=False)  # JSON and CSV read ints as int64
     for column in CLOSE:
         np.testing.assert_allclose(got[column].astype(float), expected[column].astype(float), rtol=1e-4, atol=1e-4,
                                    err_msg=column)
@@ -108,16 +113,29 @@ def reference(experiment_file, references) -> pd.DataFrame:
     return references(experiment_file)
 
 
-def test_two_processes_share_a_grid_and_train_each_trial_once(experiment_file, reference, tmp_path):
+def test_overlapping_grids_started_at_once_train_each_trial_once(experiment_file, reference, tmp_path, capsys):
+    """The full grid and a subset of it in another order (`--set optimizer=sgd --grid seed=1,0`: a grid that
+    varies other keys), as two processes started together on one logs folder: each trial is trained once,
+    into one folder, and both runs' tables are a single run's."""
     logs = tmp_path / "logs"
-    processes = [start(experiment_file, logs, tmp_path / f"out{i}.txt") for i in range(2)]
+    subset = ["--set", "optimizer=sgd", "--grid", "seed=1,0"]
+    processes = [start(experiment_file, logs, tmp_path / "out0.txt"),
+                 start(experiment_file, logs, tmp_path / "out1.txt", *subset)]
     codes = [process.wait(timeout=600) for process in processes]
     outputs = [(tmp_path / f"out{i}.txt").read_text() for i in range(2)]
     assert codes == [0, 0], outputs
-    trained = [line.split("]", 1)[1].split(":")[0].strip() for text in outputs for line in text.splitlines()
+    # "[2/4] optimizer-sgd_seed-1 (model-a1_<hash>-<data>): training": the trial's folder, last
+    trained = [line.split(": training")[0].split()[-1].strip("()") for text in outputs for line in text.splitlines()
                if line.startswith("[") and ": training" in line]
     assert sorted(trained) == sorted(set(trained)) and len(trained) == 4, outputs  # each trial once, by one process
-    assert_same_table(table(experiment_file, logs), reference)
+    folders = [path for path in (logs / "tiny" / BACKEND).iterdir() if path.name != "runs"]
+    assert sorted(path.name for path in folders) == sorted(trained)  # one folder per trial
+    for fmt, read in (("json", pd.read_json), ("csv", pd.read_csv)):
+        assert main(["results", str(experiment_file), "--logs-dir", str(logs), "--format", fmt]) == 0
+        assert_same_table(sort(read(io.StringIO(capsys.readouterr().out))), reference)
+    assert main(["results", str(experiment_file), "--logs-dir", str(logs), "--format", "json", *subset]) == 0
+    subset_table = sort(pd.read_json(io.StringIO(capsys.readouterr().out))).assign(optimizer="sgd")
+    assert_same_table(subset_table, sort(reference[reference["optimizer"] == "sgd"]))
 
 
 @pytest.mark.parametrize("grid, seed", [

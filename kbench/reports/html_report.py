@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,13 +32,14 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from kbench.atomic import read_json, write_bytes_atomic, write_text_atomic
+from kbench.code_version import older_note
 from kbench.config import Experiment, Overrides, TrialConfig, looks_like_path, resolve_trials
 from kbench.errors import KbenchError
 from kbench.results import plots
 from kbench.reports.tables import markdown_table, styled_comparison, styled_per_class, styled_results
 from kbench.results.store import RunStore, backends_with_results, run_name
-from kbench.results.table import results_table, study_datasets
 from kbench.results.rules import best_finished
+from kbench.results.table import CODE_COLUMN, older_trials, results_table, study_datasets
 from kbench.results.thumbnails import MAX_THUMBNAILS, THUMBNAIL_SIZE, load_thumbnails
 from kbench.results.trial_folder import Evaluation, TrialFolder
 
@@ -164,6 +166,7 @@ class Report:
     grid_keys: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)  # as the trials name them (registered names or full paths)
     published_note: str = ""  # why the study's figures are left out, when they are
+    code_note: str = ""  # which results another kbench version trained, and how to train them again
 
     @property
     def title(self) -> str:
@@ -251,6 +254,11 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path)
     report.grid_keys = plan.grid_keys
     report.datasets = list(dict.fromkeys(config.dataset for config in plan.trials))
     report.published_note = published_note(experiment, report.datasets)
+    older = older_trials(report.table)
+    if older:
+        words = ["kbench", "run", experiment.name, *[w for text in overrides.sets for w in ("--set", text)],
+                 *[w for text in overrides.grids for w in ("--grid", text)], *(["--quick"] if overrides.quick else [])]
+        report.code_note = f"Column {CODE_COLUMN}: {older_note(older, shlex.join(words))}."
     report.comparison = backend_comparison(report.table, plan.grid_keys)
     if report.comparison is not None:
         figure = comparison_figure(report.comparison)
@@ -315,6 +323,7 @@ def render_html(report: Report) -> str:
         datasets=report.datasets,
         published_source=report.experiment.published_source if has_published(report.table) else "",
         published_note=report.published_note,
+        code_note=report.code_note,
         results=results,
         comparison_html=styled_comparison(report.comparison) if report.comparison is not None else "",
         comparison_pictures=report.comparison_pictures,
@@ -339,6 +348,8 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         lines += [f"`published_*` columns: {report.experiment.published_source}.", ""]
     if report.published_note:
         lines += [report.published_note, ""]
+    if report.code_note:
+        lines += [report.code_note, ""]
     if report.comparison is not None:
         comparison = report.comparison.reset_index()
         comparison.columns = [" ".join(column).strip() for column in comparison.columns]

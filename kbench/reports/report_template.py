@@ -58,6 +58,7 @@ Backends: {{ backends | join(", ") }}.</p>
 and test accuracy stay in view when the table scrolls sideways.
 {% if published_source %}Shaded <em>published</em> columns: {{ published_source }}.{% endif %}</p>
 {% if published_note %}<p class="note">{{ published_note }}</p>{% endif %}
+{% if code_note %}<p class="note">{{ code_note }}</p>{% endif %}
 <div class="results">
 {% if results.groups %}<span class="column-groups">Columns shown:</span>
 {% for group in results.groups %}<input type="checkbox" id="show-{{ group.slug }}" checked>

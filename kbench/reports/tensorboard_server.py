@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kbench.config import Experiment, Overrides, resolve_trials
 from kbench.errors import KbenchError
-from kbench.results.store import RunStore, backends_with_results, run_name
+from kbench.results.store import RunStore, backends_with_results, grid_label, run_name
 
 
 def tensorboard_logdir(logs_dir: Path) -> Path:
@@ -17,14 +17,15 @@ def tensorboard_logdir(logs_dir: Path) -> Path:
 
 
 def run_logdirs(experiment: Experiment, overrides: Overrides, logs_dir: Path, run_command: str) -> dict[str, Path]:
-    """{'backend/trial': trial folder} for every trial of this run that has a folder, on every backend."""
+    """{'backend/trial': trial folder} for every trial of this run that has a folder, on every backend; a trial
+    is named by its grid values (its folder's name, when the run has no grid)."""
     plan = resolve_trials(experiment, overrides)
     run = run_name(experiment.name, overrides.quick)
     logdirs = {}
     for backend in backends_with_results(logs_dir, run):
-        for folder in RunStore(logs_dir, run, backend).run_folders(plan.trials):
+        for config, folder in zip(plan.trials, RunStore(logs_dir, run, backend).run_folders(plan.trials)):
             if folder is not None and folder.exists():
-                logdirs[f"{backend}/{folder.name}"] = folder.path
+                logdirs[f"{backend}/{grid_label(config, plan.grid_keys) or folder.name}"] = folder.path
     if not logdirs:
         raise KbenchError(f"no results of this run in {logs_dir / run}; run `{run_command}` first")
     return logdirs

@@ -1,15 +1,27 @@
 """Where results live: logs/<experiment>[-quick]/<backend>/<trial>/, and the record of each run.
 
-A trial's folder is named by its grid values, the hash of its full settings
-(`TrialConfig.key`) and the start of its data fingerprint, so a trial is found
-again only for exactly the same settings and the same data; anything else
-trains into a new folder and the old one stays on disk (shown as stale by
-`kbench results --all`).
+A trial is its full settings and its data (`trial_identity`), and its folder is
+named by that alone: `<variant or model>_<config hash>-<data>`, e.g.
+`model-a2_47159fd3-9f2c41`, where the config hash is `TrialConfig.key()` and
+<data> the start of the data fingerprint. Whatever grid asks for a trial, in
+whatever order, every process computes the same folder, so overlapping runs
+share its claim (the folder's lock) and its result. A trial is found again only
+for exactly the same settings and the same data; anything else trains into a
+new folder and the old one stays on disk (shown as stale by `kbench results
+--all`). Folders an earlier kbench named after the grid's values
+(`<grid values>_<config hash>-<data>`) are found the same way, by the identity
+in their identity.json, and reused.
+
+`--retrain-older` trains a finished trial again when another kbench code
+trained it (kbench.code_version), into `<name>-code<hash of this code>`; the
+old folder stays, and its result stands until the new one has finished (then
+it is `superseded`).
 
 A run is an experiment with its overrides. Each run on each backend has its
 own record, runs/<plan key>.json, listing its trial folders and its best
 trial: runs with different overrides share trial folders where their grids
-meet, but never a record.
+meet, but never a record. The grid values that name a trial for people
+(progress lines, TensorBoard) come from the run, not from the folder name.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from kbench.atomic import read_json, write_json_atomic
+from kbench.code_version import SOURCE_KEY, current_code, is_current
 from kbench.config import TrialConfig, short_hash
 from kbench.errors import KbenchError
 from kbench.results.trial_folder import Status, TrialFolder
@@ -44,12 +57,32 @@ def trial_identity(config: TrialConfig, data_fingerprint: str) -> dict[str, Any]
     return {"config": config.identity(), "config_key": config.key(), "data_fingerprint": data_fingerprint}
 
 
-def readable_name(config: TrialConfig, grid_keys: list[str]) -> str:
-    """The grid values (just the variant's name, when it has one), safe as a folder name."""
+def trial_stem(config: TrialConfig, data_fingerprint: str) -> str:
+    """`<config hash>-<data>`: the part of a trial's folder name that says which trial it is."""
+    return f"{config.key()}-{data_fingerprint[:DATA_KEY_LENGTH]}"
+
+
+def _safe(text: str, length: int) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "", text)[:length]
+
+
+def folder_label(config: TrialConfig) -> str:
+    """The readable start of a trial's folder name, from its own settings only (never from the grid that
+    asked for it): its variant's name, else its model's."""
+    return _safe(f"variant-{config.variant}" if config.variant else f"model-{config.model}", 60)
+
+
+def grid_label(config: TrialConfig, grid_keys: list[str]) -> str:
+    """The trial's grid values (just the variant's name, when it has one), as people tell a run's trials apart."""
     keys = ["variant"] if config.variant else sorted(grid_keys)
     parts = [f"{key}-{Path(str(value)).name if key == 'dataset' else value}"
              for key in keys for value in [config.get(key)]]
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "", "_".join(parts))[:120]
+    return _safe("_".join(parts), 120)
+
+
+def preferred(folders: list[TrialFolder]) -> TrialFolder:
+    """Of several finished folders of one trial, the one whose result stands: the current code's, else the newest."""
+    return max(folders, key=lambda f: (is_current(f.read_environment()), f.finished_at(), f.name))
 
 
 def ensure_writable(folder: Path) -> None:
@@ -79,22 +112,50 @@ class RunStore:
 
     # ------------------------------------------------------------------ trials
 
-    def folder(self, config: TrialConfig, data_fingerprint: str, grid_keys: list[str]) -> TrialFolder:
-        """The folder for this config on this data: an existing one whose identity.json matches, else a new one."""
+    def folder(self, config: TrialConfig, data_fingerprint: str, *, retrain_older: bool = False) -> TrialFolder:
+        """The folder of this trial (these settings on this data); every process that asks gets the same one,
+        given the same folders on disk:
+
+        - its finished folder (`preferred`, when there are several), unless `retrain_older` and none was
+          trained by the code running now: then the folder that retrains it, `<name>-code<hash>`;
+        - else its unfinished folder, resumed, or a new one, `<variant or model>_<config hash>-<data>`.
+        """
         identity = trial_identity(config, data_fingerprint)
-        readable = readable_name(config, grid_keys)
-        stem = f"{config.key()}-{data_fingerprint[:DATA_KEY_LENGTH]}"
-        for existing in self._named(f"*_{stem}*") + self._named(stem):
-            # No identity yet: another process has just created the folder to claim it; it is this trial's.
-            if existing.read_identity() in (identity, None):
-                return existing
-        taken = {folder.name for folder in self.trial_folders()}
-        name = f"{readable}_{stem}" if readable else stem
-        attempt = 1
-        while name in taken:  # a folder of this name holds another identity (edited by hand): keep it
+        found = self.of_identity(identity)
+        finished = [f for f in found if f.is_finished()]
+        if finished and (not retrain_older or any(is_current(f.read_environment()) for f in finished)):
+            return preferred(finished)
+        name = f"{folder_label(config)}_{trial_stem(config, data_fingerprint)}"
+        if finished:  # retrained beside the old result, which stands until the new one has finished
+            return self._free(f"{name}-code{current_code()[SOURCE_KEY][:DATA_KEY_LENGTH]}", identity)
+        return found[0] if found else self._free(name, identity)
+
+    def _free(self, name: str, identity: dict[str, Any]) -> TrialFolder:
+        """`name`, unless a folder of that name holds another trial (edited by hand): then name-2, name-3..."""
+        candidate, attempt = TrialFolder(self.root / name), 1
+        while candidate.exists() and candidate.read_identity() not in (identity, None):
             attempt += 1
-            name = f"{readable}_{stem}-{attempt}" if readable else f"{stem}-{attempt}"
-        return TrialFolder(self.root / name)
+            candidate = TrialFolder(self.root / f"{name}-{attempt}")
+        return candidate
+
+    def of_identity(self, identity: dict[str, Any]) -> list[TrialFolder]:
+        """Every folder of this trial, by name, whoever named it; also one another process has just
+        created to claim it (no identity.json yet)."""
+        stem = f"{identity['config_key']}-{identity['data_fingerprint'][:DATA_KEY_LENGTH]}"
+        return [folder for folder in self._named(f"*{stem}*") if folder.read_identity() in (identity, None)]
+
+    def standing(self, folder: TrialFolder, identity: dict[str, Any] | None = None) -> TrialFolder:
+        """The folder whose result stands for `folder`'s trial: `folder`, unless another folder of the same
+        trial has a result it lacks (its retraining still runs, or failed) or is newer code's. `identity`
+        names the trial of a folder whose training never began (no identity.json)."""
+        identity = folder.read_identity() or identity
+        finished = [f for f in self.of_identity(identity) if f.is_finished()] if identity else []
+        if not finished:
+            return folder
+        best = preferred(finished)
+        if folder.is_finished() and is_current(folder.read_environment()) >= is_current(best.read_environment()):
+            return folder
+        return best
 
     def candidates(self, config: TrialConfig) -> list[TrialFolder]:
         """Every folder of a trial with these settings, on any data, newest first."""
@@ -128,17 +189,22 @@ class RunStore:
 
     def run_folders(self, trials: list[TrialConfig]) -> list[TrialFolder | None]:
         """For each trial of a run, its folder: the one the run's record names, else the newest folder
-        with these settings (trained by another run on the same data, say), else None (pending)."""
+        with these settings (trained by another run on the same data, say), else None (pending); where
+        another folder of the same trial stands for it (`standing`), that one."""
         record = self.read_run(trials) or {}
         named = dict(zip(record.get("trial_keys", []), record.get("trials", [])))
         folders: list[TrialFolder | None] = []
         for config in trials:
             if config.key() in named:
-                folders.append(TrialFolder(self.root / named[config.key()]))
+                # A folder its training never began in has no identity.json yet: the run's data says which trial.
+                data = record.get("data", {}).get(config.dataset)
+                identity = trial_identity(config, data) if data else None
+                folders.append(self.standing(TrialFolder(self.root / named[config.key()]), identity))
                 continue
             candidates = self.candidates(config)
             done = [f for f in candidates if f.status() in Status.DONE]
-            folders.append((done or candidates or [None])[0])
+            chosen = (done or candidates or [None])[0]
+            folders.append(self.standing(chosen) if chosen is not None else None)
         return folders
 
     def best_trial(self, trials: list[TrialConfig]) -> TrialFolder | None:

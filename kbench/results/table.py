@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from kbench.code_version import CURRENT, code_label
 from kbench.config import Experiment, Overrides, PublishedResult, TrialConfig, resolve_trials
-from kbench.results.store import DATA_KEY_LENGTH, RunStore, backends_with_results, run_name
+from kbench.results.store import DATA_KEY_LENGTH, RunStore, backends_with_results, preferred, run_name
 from kbench.results.time_to_accuracy import TIME_TO_ACCURACY_COLUMNS, time_to_accuracy
 from kbench.results.trial_folder import Status, TrialFolder
 
@@ -28,6 +29,9 @@ METRIC_COLUMNS = [
 ]
 
 INTEGER_COLUMNS = {"best_epoch", "epochs_run", "params"}
+# The kbench code that trained a finished trial: "current", or the other version in a few words
+# (kbench.code_version). `results` and the report show it only when some trial was trained by another.
+CODE_COLUMN = "kbench_code"
 
 
 def default_backend() -> str:
@@ -69,6 +73,8 @@ def results_table(
     The rows are exactly the trials of this run (the experiment with these
     overrides); trials not yet finished show as pending / running / incomplete
     / error rather than being left out, so a reader sees what is missing.
+    When another kbench version trained some finished trial, a CODE_COLUMN
+    after `status` says which (`older_trials` counts them).
     With `target_accuracy`, each finished trial also gets the first epoch that
     reached it and the training time to it, compile time apart
     (kbench.results.time_to_accuracy; columns TIME_TO_ACCURACY_COLUMNS).
@@ -96,8 +102,10 @@ def all_trials_table(experiment: Experiment, quick: bool, logs_dir: Path, backen
     """Every trial ever run for the experiment, whatever its overrides, with the settings that differ.
 
     A finished trial whose settings were later trained again on other data
-    (a changed export, say) is `stale`; folders from a kbench without trial
-    identities are `legacy` and never reused.
+    (a changed export, say) is `stale`; one trained again on the same data by
+    another kbench (`--retrain-older`) is `superseded`; folders from a kbench
+    without trial identities are `legacy` and never reused. CODE_COLUMN says
+    which kbench code trained each trial.
     """
     run = run_name(experiment.name, quick)
     found = []
@@ -110,11 +118,17 @@ def all_trials_table(experiment: Experiment, quick: bool, logs_dir: Path, backen
                 stamp = folder.path.stat().st_mtime
                 if stamp > newest.get(identity["config_key"], (0.0, ""))[0]:
                     newest[identity["config_key"]] = (stamp, identity["data_fingerprint"])
+        standing = _standing_results(folders)
         for folder in folders:
             identity = folder.read_identity() or {}
             config = identity.get("config") or (folder.read_metrics() or {}).get("config") or folder.read_config() or {}
-            stale = identity and folder.is_finished() and newest[identity["config_key"]][1] != identity["data_fingerprint"]
-            found.append((backend, folder, config, Status.STALE if stale else None, identity.get("data_fingerprint", "")))
+            status = None
+            if identity and folder.is_finished():
+                if folder not in standing:
+                    status = Status.SUPERSEDED
+                elif newest[identity["config_key"]][1] != identity["data_fingerprint"]:
+                    status = Status.STALE
+            found.append((backend, folder, config, status, identity.get("data_fingerprint", "")))
     settings = [{k: v for k, v in config.items() if k != "model_options"} | config.get("model_options", {})
                 for _, _, config, _, _ in found]
     differing = sorted({k for s in settings for k in s if len({json.dumps(x.get(k), sort_keys=True) for x in settings}) > 1})
@@ -122,12 +136,33 @@ def all_trials_table(experiment: Experiment, quick: bool, logs_dir: Path, backen
               "data": data[:DATA_KEY_LENGTH]}, folder, {})
             for (backend, folder, _, _, data), values in zip(found, settings)]
     return _frame(rows, ["trial", *differing, "backend", "data"], columns, experiment,
-                  statuses=[status for _, _, _, status, _ in found])
+                  statuses=[status for _, _, _, status, _ in found], code_column=True)
+
+
+def _standing_results(folders: list[TrialFolder]) -> list[TrialFolder]:
+    """The finished folders whose results stand: of several of one trial (retrained by another kbench),
+    the one `RunStore.folder` reuses."""
+    finished: dict[str, list[TrialFolder]] = {}
+    for folder in folders:
+        identity = folder.read_identity()
+        if identity and folder.is_finished():
+            finished.setdefault(json.dumps(identity, sort_keys=True), []).append(folder)
+    return [preferred(group) for group in finished.values()]
+
+
+def older_trials(table: pd.DataFrame) -> int:
+    """How many of the table's finished trials in use another kbench version trained."""
+    if CODE_COLUMN not in table:
+        return 0
+    done = table["status"].isin(Status.DONE)
+    return int((done & table[CODE_COLUMN].notna() & (table[CODE_COLUMN] != CURRENT)).sum())
 
 
 def _frame(rows: list[tuple[dict[str, Any], TrialFolder | None, dict[str, float]]], keys: list[str],
-           columns: list[str] | None, experiment: Experiment, statuses: list[str | None] | None = None) -> pd.DataFrame:
-    """Rows of (identifying values, trial folder or None, published figures) as the results table."""
+           columns: list[str] | None, experiment: Experiment, statuses: list[str | None] | None = None,
+           code_column: bool = False) -> pd.DataFrame:
+    """Rows of (identifying values, trial folder or None, published figures) as the results table; with
+    CODE_COLUMN when `code_column`, or when another kbench version trained some finished trial."""
     # Callers may name a column twice; by default the experiment's own columns follow the standard ones.
     columns = list(dict.fromkeys(columns if columns is not None else [*METRIC_COLUMNS, *experiment.columns]))
     records, found = [], []
@@ -139,9 +174,13 @@ def _frame(rows: list[tuple[dict[str, Any], TrialFolder | None, dict[str, float]
             found.append(metrics)
         if status:
             ours["status"] = status
+        ours[CODE_COLUMN] = code_label(folder.read_environment()) if folder is not None and folder.exists() else None
         records.append({**values, **ours, **published})
     columns = list(dict.fromkeys(c for m in found for c in _expand(columns, m))) if found else [
         c for c in columns if not c.endswith("*")]
+    older = any(r["status"] in Status.DONE and r[CODE_COLUMN] not in (None, CURRENT) for r in records)
+    if (code_column or older) and "status" in columns:
+        columns.insert(columns.index("status") + 1, CODE_COLUMN)
     table = pd.DataFrame(records)
     for column in [*keys, *columns]:
         if column not in table:

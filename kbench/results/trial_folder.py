@@ -4,7 +4,7 @@ read, listed, locked and cleaned up.
     <trial>/
       identity.json      the full normalised settings and the data fingerprint (what the trial is)
       config.json        the settings as TrialConfig fields
-      environment.json   versions, device, commit
+      environment.json   versions, device, and the kbench code that trained it (kbench.code_version)
       history.csv        per epoch (Keras CSVLogger)
       best.keras         best validation checkpoint (written beside, then renamed)
       tensorboard/       TensorBoard events
@@ -77,6 +77,7 @@ class Status:
     PENDING = "pending"
     STALE = "stale"  # finished, but on other data than the run now asked for
     LEGACY = "legacy"  # written by a kbench without trial identities: never reused
+    SUPERSEDED = "superseded"  # finished, then trained again by another kbench (--retrain-older): kept, not used
 
     DONE = (FINISHED, DIVERGED, STOPPED_EARLY)
 
@@ -183,6 +184,10 @@ class TrialFolder:
         path = self.path / CONFIG_FILE
         return read_json(path) if path.exists() else None
 
+    def read_environment(self) -> dict[str, Any] | None:
+        path = self.path / ENVIRONMENT_FILE
+        return read_json(path) if path.exists() else None
+
     def read_metrics(self) -> dict[str, Any] | None:
         path = self.path / METRICS_FILE
         return read_json(path) if path.exists() else None
@@ -204,6 +209,11 @@ class TrialFolder:
 
     def is_finished(self) -> bool:
         return (self.path / METRICS_FILE).exists()
+
+    def finished_at(self) -> float:
+        """When metrics.json was written (0 for an unfinished trial)."""
+        path = self.path / METRICS_FILE
+        return path.stat().st_mtime if path.exists() else 0.0
 
     def history(self):
         """history.csv as a DataFrame (empty when there is none); a last line torn by a kill is left out."""

@@ -6,9 +6,10 @@ import importlib
 import importlib.metadata
 import os
 import platform
-import subprocess
-from pathlib import Path
 from typing import Any
+
+from kbench.code_version import current_code
+
 
 def package_version(name: str) -> str | None:
     try:
@@ -42,20 +43,6 @@ def accelerator() -> str:
     return backend
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def describe_environment() -> dict[str, Any]:
     """Versions, backend, device and machine, saved beside every trial."""
     import keras
@@ -74,5 +61,5 @@ def describe_environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         # The GPUs this process was given (Ray sets it per trial: --gpus-per-trial); None when unset.
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "kbench_commit": git_commit(),
+        **current_code(),  # kbench version, commit, uncommitted changes, source hash (kbench.code_version)
     }

@@ -62,6 +62,7 @@ def run_trial(args: argparse.Namespace) -> None:
 
     from kbench.config import TrialConfig
     from kbench.data import ArrayDataset
+    from kbench.results.store import trial_identity
     from kbench.results.trial_folder import TrialFolder
     from kbench.training.environment import describe_environment
     from kbench.training.trial import train_trial
@@ -79,7 +80,7 @@ def run_trial(args: argparse.Namespace) -> None:
                          distribution=args.child)
     with tempfile.TemporaryDirectory() as folder:
         metrics = train_trial(config, data, TrialFolder(Path(folder) / "trial"), verbose=0,
-                              data_fingerprint="random32")
+                              identity=trial_identity(config, "random32"))
         history = TrialFolder(Path(folder) / "trial").history()
     environment = describe_environment()
     print(RESULT_PREFIX + json.dumps({

@@ -41,7 +41,7 @@ from kbench.results.rules import best_epoch_row, monitor_mode
 from kbench.results.store import RUNS_DIR
 from kbench.results.trial_folder import Status, TrialFolder
 from kbench.runner import (
-    Attempt, LoadedData, RunOutcome, attempt_trial, count_attempt, finish_run, prepare_run,
+    Attempt, LoadedData, PlannedTrial, RunOutcome, attempt_trial, count_attempt, finish_run, prepare_run,
 )
 
 SCHEDULERS = ("fifo", "asha")
@@ -81,6 +81,7 @@ class TrialJob:
     grid_keys: list[str]
     data_dir: str | None
     fingerprint: str
+    identity: dict[str, Any]  # the driver's (kbench.results.store.trial_identity): the worker trains this trial
     store_token: str  # a file the driver wrote into the logs folder: the worker must see it
     verbose: int
     threads: int
@@ -175,15 +176,15 @@ def run_on_ray(
     token.write_text(socket.gethostname())
     threads = max(1, int(options.cpus_per_trial))
     jobs, unfinished = [], []
-    for config, folder, loaded, label in run.jobs():
-        if folder.is_finished():
-            print(f"{label}: finished earlier, skipped", flush=True)
+    for planned in run.jobs():
+        if planned.folder.is_finished():
+            print(f"{planned.label}: finished earlier, skipped", flush=True)
             outcome.skipped += 1
             continue
-        unfinished.append((config, loaded.data))
-        jobs.append(TrialJob(config.to_dict(), str(folder.path), label, run.plan.grid_keys,
-                             str(data_dir.resolve()) if data_dir else None, loaded.fingerprint, str(token), verbose,
-                             threads))
+        unfinished.append((planned.config, planned.loaded.data))
+        jobs.append(TrialJob(planned.config.to_dict(), str(planned.folder.path), planned.label, run.plan.grid_keys,
+                             str(data_dir.resolve()) if data_dir else None, planned.loaded.fingerprint,
+                             planned.identity, str(token), verbose, threads))
     try:
         if jobs:
             metric = asha_metric(unfinished) if options.scheduler == "asha" else None
@@ -329,8 +330,7 @@ def record_stopped_early(folder: TrialFolder, job: TrialJob) -> None:
             "best_val_accuracy": float(best["val_accuracy"]) if best is not None and "val_accuracy" in best else None,
             "best_epoch": int(best["epoch"]) + 1 if best is not None else None,
             "train_time_s": float(history["train_time_s"].sum()) if "train_time_s" in history else None,
-            "trial": folder.name, "config": job.config, "data_fingerprint": job.fingerprint,
-        })
+        }, job.config, job.fingerprint)
 
 
 def train_job(params: dict[str, Any], jobs: list[TrialJob]) -> None:
@@ -382,8 +382,8 @@ def _train_job(job: TrialJob) -> None:
                 tune.report({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()
                                                     if key.startswith("val_") or key == config.monitor}})
 
-    attempt_trial(config, TrialFolder(Path(job.folder)), LoadedData(data, fingerprint), job.grid_keys, job.label,
-                  job.verbose, block=True, callbacks=[ReportEpoch()])
+    planned = PlannedTrial(config, TrialFolder(Path(job.folder)), LoadedData(data, fingerprint), job.label, job.identity)
+    attempt_trial(planned, job.grid_keys, job.verbose, block=True, callbacks=[ReportEpoch()])
 
 
 def _size_thread_pools(threads: int) -> None:

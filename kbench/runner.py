@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kbench.code_version import current_code, describe, is_current, older_note
 from kbench.config import Experiment, Overrides, TrialConfig, TrialPlan, resolve_trials
@@ -45,6 +45,16 @@ class Attempt(Enum):
 class LoadedData:
     data: Any
     fingerprint: str
+
+
+class PlannedTrial(NamedTuple):
+    """One trial of a prepared run: its settings, folder, data, label for people, and identity."""
+
+    config: TrialConfig
+    folder: TrialFolder
+    loaded: LoadedData
+    label: str
+    identity: dict[str, Any]
 
 
 @dataclass
@@ -102,15 +112,16 @@ class PreparedRun:
     store: RunStore
     datasets: dict[tuple, LoadedData]
     folders: list[TrialFolder]
+    identities: list[dict[str, Any]]  # each trial's (kbench.results.store.trial_identity), computed once
     record: dict[str, Any]
 
-    def jobs(self) -> list[tuple[TrialConfig, TrialFolder, LoadedData, str]]:
-        """(config, folder, data, label) per trial, in grid order; the label names the trial by its grid values."""
+    def jobs(self) -> list[PlannedTrial]:
+        """Every trial, in grid order; its label names it by its grid values."""
         jobs = []
-        for number, (config, folder) in enumerate(zip(self.plan.trials, self.folders), start=1):
+        for number, (config, folder, identity) in enumerate(zip(self.plan.trials, self.folders, self.identities), 1):
             values = grid_label(config, self.plan.grid_keys)
             label = f"[{number}/{len(self.plan.trials)}] {f'{values} ({folder.name})' if values else folder.name}"
-            jobs.append((config, folder, self.datasets[data_key(config)], label))
+            jobs.append(PlannedTrial(config, folder, self.datasets[data_key(config)], label, identity))
         return jobs
 
 
@@ -124,9 +135,10 @@ def prepare_run(experiment: Experiment, overrides: Overrides, logs_dir: Path, da
     store = RunStore(logs_dir, run_name(experiment.name, overrides.quick), backend)
     ensure_writable(store.root)
     datasets = load_all(plan.trials, data_dir)
-    reused = [store.folder(config, datasets[data_key(config)].fingerprint) for config in plan.trials]
-    folders = [store.folder(config, datasets[data_key(config)].fingerprint, retrain_older=True) if retrain_older
-               else folder for config, folder in zip(plan.trials, reused)]
+    identities = [trial_identity(config, datasets[data_key(config)].fingerprint) for config in plan.trials]
+    reused = [store.folder(config, identity) for config, identity in zip(plan.trials, identities)]
+    folders = [store.folder(config, identity, retrain_older=True) if retrain_older else folder
+               for config, identity, folder in zip(plan.trials, identities, reused)]
     record = {
         "experiment": experiment.name,
         "backend": store.backend,
@@ -148,14 +160,13 @@ def prepare_run(experiment: Experiment, overrides: Overrides, logs_dir: Path, da
               flush=True)
     elif older:
         print(f"kbench: note: {older_note(len(older), command or 'kbench run')}", flush=True)
-    return PreparedRun(experiment, plan, store, datasets, folders, record)
+    return PreparedRun(experiment, plan, store, datasets, folders, identities, record)
 
 
 def finish_run(run: PreparedRun, outcome: RunOutcome) -> RunOutcome:
     """Evaluate the run's best trial and record it."""
     # A retraining that failed leaves its trial's old result standing: that one takes part.
-    standing = [run.store.standing(folder, trial_identity(config, run.datasets[data_key(config)].fingerprint))
-                for config, folder in zip(run.plan.trials, run.folders)]
+    standing = [run.store.standing(folder, identity) for folder, identity in zip(run.folders, run.identities)]
     outcome.best_trial = best_finished(standing)
     if outcome.best_trial is not None:
         config = run.plan.trials[standing.index(outcome.best_trial)]
@@ -179,19 +190,19 @@ def run_experiment(
     verbose: kbench.training.progress's QUIET, NORMAL or VERBOSE; retrain_older: as for `prepare_run`."""
     run = prepare_run(experiment, overrides, logs_dir, data_dir, current_backend(), command, retrain_older)
     outcome = RunOutcome(run.store)
-    clock = GridClock.for_trials([config.epochs for config, folder, *_ in run.jobs() if not folder.is_finished()])
+    clock = GridClock.for_trials([job.config.epochs for job in run.jobs() if not job.folder.is_finished()])
     waiting = []
-    for config, folder, loaded, label in run.jobs():
-        attempt = attempt_trial(config, folder, loaded, run.plan.grid_keys, label, verbose, block=False, clock=clock)
+    for job in run.jobs():
+        attempt = attempt_trial(job, run.plan.grid_keys, verbose, block=False, clock=clock)
         if attempt is Attempt.BUSY:
-            print(f"{label}: claimed by another process; coming back to it after the others", flush=True)
-            waiting.append((config, folder, loaded, label))
+            print(f"{job.label}: claimed by another process; coming back to it after the others", flush=True)
+            waiting.append(job)
         else:
-            count_attempt(outcome, attempt, folder)
-    for config, folder, loaded, label in waiting:
-        print(f"{label}: waiting for the other process to finish it", flush=True)
-        attempt = attempt_trial(config, folder, loaded, run.plan.grid_keys, label, verbose, block=True, clock=clock)
-        count_attempt(outcome, attempt, folder)
+            count_attempt(outcome, attempt, job.folder)
+    for job in waiting:
+        print(f"{job.label}: waiting for the other process to finish it", flush=True)
+        attempt = attempt_trial(job, run.plan.grid_keys, verbose, block=True, clock=clock)
+        count_attempt(outcome, attempt, job.folder)
     return finish_run(run, outcome)
 
 
@@ -208,14 +219,13 @@ def count_attempt(outcome: RunOutcome, attempt: Attempt, folder: TrialFolder) ->
         outcome.failed.append(folder.name)
 
 
-def attempt_trial(
-    config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_keys: list[str], label: str, verbose: int,
-    block: bool, callbacks: list = (), clock: GridClock | None = None,
-) -> Attempt:
+def attempt_trial(job: PlannedTrial, grid_keys: list[str], verbose: int, block: bool, callbacks: list = (),
+                  clock: GridClock | None = None) -> Attempt:
     """Claim the trial and train it, unless it is finished; BUSY when another process holds it
     (only when not `block`ing). The one way a trial is trained, in a plain run and on Ray alike."""
     from filelock import Timeout
 
+    config, folder, label = job.config, job.folder, job.label
     if folder.is_finished():
         if verbose >= NORMAL:
             print(f"{label}: finished earlier, skipped", flush=True)
@@ -233,26 +243,27 @@ def attempt_trial(
                 clock.dropped(config.epochs, started=False)
             return Attempt.SKIPPED
         folder.record_claim()
-        return _train(config, folder, loaded, grid_keys, label, verbose, callbacks, clock)
+        return _train(job, grid_keys, verbose, callbacks, clock)
     finally:
         claim.release()
 
 
-def _train(config: TrialConfig, folder: TrialFolder, loaded: LoadedData, grid_keys: list[str], label: str,
-           verbose: int, callbacks: list, clock: GridClock | None = None) -> Attempt:
+def _train(job: PlannedTrial, grid_keys: list[str], verbose: int, callbacks: list,
+           clock: GridClock | None = None) -> Attempt:
     from kbench.training.tensorboard_summaries import write_hparams
     from kbench.training.trial import train_trial
 
+    config, folder, label = job.config, job.folder, job.label
     if verbose >= NORMAL:
         print(f"{label}: training{f' ({clock.time_left()})' if clock is not None else ''}", flush=True)
     if verbose >= VERBOSE:
         print(f"  settings: {json.dumps(config.to_dict(), default=str)}", flush=True)
     epochs_before, trials_before = (clock.epochs_left, clock.trials_left) if clock is not None else (0, 0)
     try:
-        metrics = train_trial(config, loaded.data, folder, verbose=verbose, data_fingerprint=loaded.fingerprint,
+        metrics = train_trial(config, job.loaded.data, folder, verbose=verbose, identity=job.identity,
                               extra_callbacks=callbacks, clock=clock)
         write_hparams(folder, config, grid_keys, metrics)
-        folder.finish(metrics | {"trial": folder.name, "config": config.to_dict(), "data_fingerprint": loaded.fingerprint})
+        folder.finish(metrics, config.to_dict(), job.identity["data_fingerprint"])
     except Exception as error:  # one broken grid point must not stop the grid
         _stop_if_storage_failed(error, folder)
         # A KbenchError (e.g. pretrained weights missing offline) is the user's to fix: its message is enough.

@@ -128,9 +128,9 @@ def test_the_report_marks_results_of_another_version_and_says_how_to_retrain(tmp
     grid = Experiment(description="x", base=TrialConfig(dataset="digits", model="a1"), grid={"seed": [0, 1]}, name="exp")
     store = RunStore(tmp_path, "exp", "jax")
     for config, environment in zip(resolve_trials(grid, Overrides()).trials, [code_version.current_code(), OTHER_CODE]):
-        folder = store.folder(config, "a" * 64)
+        folder = store.folder(config, trial_identity(config, "a" * 64))
         folder.start(trial_identity(config, "a" * 64), config.to_dict(), environment)
-        folder.finish({"status": "finished", "test_accuracy": 0.5, "best_val_accuracy": 0.5, "config": config.to_dict()})
+        folder.finish({"status": "finished", "test_accuracy": 0.5, "best_val_accuracy": 0.5}, config.to_dict(), "a" * 64)
     html, markdown = write_report(grid, Overrides(sets=["epochs=10"]), tmp_path)
     table = markdown.read_text().split("## Results", 1)[1]
     assert "| current " in table and "| 0.0.9 deadbeef+dirty " in table

@@ -105,25 +105,25 @@ def test_an_array_data_set_is_identified_by_its_arrays():
 
 def finished(store: RunStore, config: TrialConfig, data: str, accuracy: float) -> None:
     """A trial folder as a finished trial leaves it (no training needed to test the store)."""
-    folder = store.folder(config, data)
+    folder = store.folder(config, trial_identity(config, data))
     folder.start(trial_identity(config, data), config.to_dict(), {})
-    folder.finish({"status": "finished", "test_accuracy": accuracy, "best_val_accuracy": accuracy,
-                   "config": config.to_dict()})
+    folder.finish({"status": "finished", "test_accuracy": accuracy, "best_val_accuracy": accuracy},
+                  config.to_dict(), data)
 
 
 def test_a_folder_another_process_is_creating_is_the_same_trial_not_a_new_one(tmp_path):
     """Two processes start at once: one has made the folder to claim it, not yet written identity.json."""
     store = RunStore(tmp_path, "exp", "jax")
-    claimed = store.folder(BASE, "a" * 64)
+    claimed = store.folder(BASE, trial_identity(BASE, "a" * 64))
     claimed.path.mkdir(parents=True)
-    assert store.folder(BASE, "a" * 64).path == claimed.path
+    assert store.folder(BASE, trial_identity(BASE, "a" * 64)).path == claimed.path
 
 
 def test_a_finished_trial_is_reused_only_for_the_same_settings_and_data(tmp_path):
     store = RunStore(tmp_path, "exp", "jax")
     finished(store, BASE, "a" * 64, 0.5)
-    assert store.folder(BASE, "a" * 64).is_finished()
-    on_new_data = store.folder(BASE, "b" * 64)
+    assert store.folder(BASE, trial_identity(BASE, "a" * 64)).is_finished()
+    on_new_data = store.folder(BASE, trial_identity(BASE, "b" * 64))
     assert not on_new_data.exists() and not on_new_data.is_finished()
     finished(store, BASE, "b" * 64, 0.7)
     every = all_trials_table(experiment(), False, tmp_path)
@@ -137,7 +137,7 @@ def test_legacy_folders_are_listed_but_never_reused(tmp_path):
     old.mkdir(parents=True)
     (old / "metrics.json").write_text('{"status": "finished", "test_accuracy": 0.9}')
     (old / "config.json").write_text('{"dataset": "digits", "model": "a1"}')
-    assert store.folder(BASE, "a" * 64).path != old
+    assert store.folder(BASE, trial_identity(BASE, "a" * 64)).path != old
     assert results_table(experiment(), Overrides(), tmp_path)["status"].tolist() == [Status.PENDING]
     assert all_trials_table(experiment(), False, tmp_path)["status"].tolist() == [Status.LEGACY]
 
@@ -149,7 +149,7 @@ def test_each_run_has_its_own_record_and_table(tmp_path):
     for plan, accuracy in ((default, 0.5), (overridden, 0.8)):
         for config in plan.trials:
             finished(store, config, "a" * 64, accuracy)
-        names = [store.folder(c, "a" * 64).name for c in plan.trials]
+        names = [store.folder(c, trial_identity(c, "a" * 64)).name for c in plan.trials]
         store.write_run(plan.trials, {"trials": names, "trial_keys": keys(plan), "best_trial": names[0]})
     assert store.best_trial(default.trials).name != store.best_trial(overridden.trials).name
     assert results_table(grid, Overrides(), tmp_path)["test_accuracy"].tolist() == [0.5, 0.5]
@@ -177,7 +177,7 @@ def test_legacy_folders_get_a_one_line_note(tmp_path):
 
 def test_a_claimed_unfinished_trial_shows_as_running(tmp_path):
     store = RunStore(tmp_path, "exp", "jax")
-    folder = store.folder(BASE, "a" * 64)
+    folder = store.folder(BASE, trial_identity(BASE, "a" * 64))
     folder.start(trial_identity(BASE, "a" * 64), BASE.to_dict(), {})
     with folder.lock():  # as a training process holds it
         assert folder.status() == Status.RUNNING
@@ -192,11 +192,11 @@ def test_a_trials_folder_is_named_by_the_trial_alone_whatever_grid_asks_for_it(t
     full = resolve_trials(grid, Overrides())
     subset = resolve_trials(grid, Overrides(sets=["optimizer=sgd"], grids=["seed=1,0"]))
     store = RunStore(tmp_path, "exp", "jax")
-    by_key = {config.key(): store.folder(config, "a" * 64).path for config in full.trials}
-    assert all(store.folder(config, "a" * 64).path == by_key[config.key()] for config in subset.trials)
-    assert store.folder(BASE, "a" * 64).name == f"model-a1_{BASE.key()}-aaaaaa"
+    by_key = {config.key(): store.folder(config, trial_identity(config, "a" * 64)).path for config in full.trials}
+    assert all(store.folder(config, trial_identity(config, "a" * 64)).path == by_key[config.key()] for config in subset.trials)
+    assert store.folder(BASE, trial_identity(BASE, "a" * 64)).name == f"model-a1_{BASE.key()}-aaaaaa"
     variant = dataclasses.replace(BASE, variant="scratch")
-    assert store.folder(variant, "a" * 64).name == f"variant-scratch_{variant.key()}-aaaaaa"
+    assert store.folder(variant, trial_identity(variant, "a" * 64)).name == f"variant-scratch_{variant.key()}-aaaaaa"
 
 
 def old_style_folder(store: RunStore, name: str, config: TrialConfig, accuracy: float | None) -> Path:
@@ -204,8 +204,8 @@ def old_style_folder(store: RunStore, name: str, config: TrialConfig, accuracy: 
     folder = TrialFolder(store.root / f"{name}_{config.key()}-aaaaaa")
     folder.start(trial_identity(config, "a" * 64), config.to_dict(), {})
     if accuracy is not None:
-        folder.finish({"status": "finished", "test_accuracy": accuracy, "best_val_accuracy": accuracy,
-                       "config": config.to_dict()})
+        folder.finish({"status": "finished", "test_accuracy": accuracy, "best_val_accuracy": accuracy},
+                      config.to_dict(), "a" * 64)
     return folder.path
 
 
@@ -213,17 +213,17 @@ def test_folders_named_after_grid_values_are_still_found_and_reused(tmp_path):
     store = RunStore(tmp_path, "exp", "jax")
     seed1 = dataclasses.replace(BASE, seed=1)
     resumed = old_style_folder(store, "optimizer-adam_seed-0", BASE, None)  # unfinished: resumed there
-    assert store.folder(BASE, "a" * 64).path == resumed
+    assert store.folder(BASE, trial_identity(BASE, "a" * 64)).path == resumed
     # the double training of the bug left two finished folders of one trial: the newer one is used, by every run
     older = old_style_folder(store, "optimizer-adam_seed-1", seed1, 0.5)
     newer = old_style_folder(store, "seed-1", seed1, 0.6)
     os.utime(older / "metrics.json", (1, 1))
-    assert store.folder(seed1, "a" * 64).path == newer
+    assert store.folder(seed1, trial_identity(seed1, "a" * 64)).path == newer
     plan = resolve_trials(experiment({"seed": [0, 1]}), Overrides())
     assert results_table(experiment({"seed": [0, 1]}), Overrides(), tmp_path)["test_accuracy"].tolist()[1] == 0.6
     assert sorted(all_trials_table(experiment(), False, tmp_path)["status"].dropna()) == [
         Status.FINISHED, Status.INCOMPLETE, Status.SUPERSEDED]
-    assert [store.folder(config, "a" * 64).path for config in plan.trials] == [resumed, newer]
+    assert [store.folder(config, trial_identity(config, "a" * 64)).path for config in plan.trials] == [resumed, newer]
 
 
 def trained_by(folder: TrialFolder, source: str) -> None:
@@ -235,19 +235,19 @@ def trained_by(folder: TrialFolder, source: str) -> None:
 def test_retrain_older_trains_beside_the_old_result_which_stands_until_the_new_one_finishes(tmp_path):
     store = RunStore(tmp_path, "exp", "jax")
     finished(store, BASE, "a" * 64, 0.5)
-    old = store.folder(BASE, "a" * 64)
+    old = store.folder(BASE, trial_identity(BASE, "a" * 64))
     trained_by(old, "0" * 12)
-    assert store.folder(BASE, "a" * 64) == old  # reused as it is, without the flag
-    retrain = store.folder(BASE, "a" * 64, retrain_older=True)
+    assert store.folder(BASE, trial_identity(BASE, "a" * 64)) == old  # reused as it is, without the flag
+    retrain = store.folder(BASE, trial_identity(BASE, "a" * 64), retrain_older=True)
     assert retrain != old and retrain.name == f"{old.name}-code{current_code()['kbench_source'][:6]}"
     table = results_table(experiment(), Overrides(), tmp_path)
     assert table["kbench_code"].tolist() == ["0.0.9 deadbeef"] and older_trials(table) == 1
     retrain.start(trial_identity(BASE, "a" * 64), BASE.to_dict(), {**current_code()})  # running, or failed
-    assert store.folder(BASE, "a" * 64, retrain_older=True) == retrain  # every retraining process agrees
+    assert store.folder(BASE, trial_identity(BASE, "a" * 64), retrain_older=True) == retrain  # every retraining process agrees
     assert results_table(experiment(), Overrides(), tmp_path)["test_accuracy"].tolist() == [0.5]  # the old one stands
-    retrain.finish({"status": "finished", "test_accuracy": 0.7, "best_val_accuracy": 0.7, "config": BASE.to_dict()})
+    retrain.finish({"status": "finished", "test_accuracy": 0.7, "best_val_accuracy": 0.7}, BASE.to_dict(), "a" * 64)
     for retrain_older in (False, True):
-        assert store.folder(BASE, "a" * 64, retrain_older=retrain_older) == retrain
+        assert store.folder(BASE, trial_identity(BASE, "a" * 64), retrain_older=retrain_older) == retrain
     table = results_table(experiment(), Overrides(), tmp_path)
     assert table["test_accuracy"].tolist() == [0.7] and "kbench_code" not in table  # all current: no column
     every = all_trials_table(experiment(), False, tmp_path).set_index("trial")

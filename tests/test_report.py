@@ -110,7 +110,7 @@ def finished_trials(logs: Path, overrides: Overrides, classes, unfinished: int =
     plan = resolve_trials(experiment, overrides)
     store = RunStore(logs, "symbols", "jax")
     for number, config in enumerate(plan.trials[: len(plan.trials) - unfinished]):
-        folder = store.folder(config, "d" * 64)
+        folder = store.folder(config, trial_identity(config, "d" * 64))
         folder.start(trial_identity(config, "d" * 64), config.to_dict(), {})
         accuracy = 0.8 + 0.05 * number
         folder.finish({
@@ -119,8 +119,7 @@ def finished_trials(logs: Path, overrides: Overrides, classes, unfinished: int =
             "group_accuracy_real": accuracy - 0.1, "group_accuracy_synthetic": accuracy + 0.01,
             **{f"class_accuracy_{name}": accuracy - 0.01 * i for i, name in enumerate(classes)},
             "train_energy_per_image_j": None,  # no energy counter readable: missing, shown as n/a
-            "config": config.to_dict(),
-        })
+        }, config.to_dict(), "d" * 64)
 
 
 @pytest.fixture(scope="module")

@@ -57,9 +57,9 @@ def trial_identity(config: TrialConfig, data_fingerprint: str) -> dict[str, Any]
     return {"config": config.identity(), "config_key": config.key(), "data_fingerprint": data_fingerprint}
 
 
-def trial_stem(config: TrialConfig, data_fingerprint: str) -> str:
+def trial_stem(identity: dict[str, Any]) -> str:
     """`<config hash>-<data>`: the part of a trial's folder name that says which trial it is."""
-    return f"{config.key()}-{data_fingerprint[:DATA_KEY_LENGTH]}"
+    return f"{identity['config_key']}-{identity['data_fingerprint'][:DATA_KEY_LENGTH]}"
 
 
 def _safe(text: str, length: int) -> str:
@@ -112,20 +112,19 @@ class RunStore:
 
     # ------------------------------------------------------------------ trials
 
-    def folder(self, config: TrialConfig, data_fingerprint: str, *, retrain_older: bool = False) -> TrialFolder:
-        """The folder of this trial (these settings on this data); every process that asks gets the same one,
-        given the same folders on disk:
+    def folder(self, config: TrialConfig, identity: dict[str, Any], *, retrain_older: bool = False) -> TrialFolder:
+        """The folder of trial `identity` (`trial_identity`: `config` on some data); every process that asks gets
+        the same one, given the same folders on disk:
 
         - its finished folder (`preferred`, when there are several), unless `retrain_older` and none was
           trained by the code running now: then the folder that retrains it, `<name>-code<hash>`;
         - else its unfinished folder, resumed, or a new one, `<variant or model>_<config hash>-<data>`.
         """
-        identity = trial_identity(config, data_fingerprint)
         found = self.of_identity(identity)
         finished = [f for f in found if f.is_finished()]
         if finished and (not retrain_older or any(is_current(f.read_environment()) for f in finished)):
             return preferred(finished)
-        name = f"{folder_label(config)}_{trial_stem(config, data_fingerprint)}"
+        name = f"{folder_label(config)}_{trial_stem(identity)}"
         if finished:  # retrained beside the old result, which stands until the new one has finished
             return self._free(f"{name}-code{current_code()[SOURCE_KEY][:DATA_KEY_LENGTH]}", identity)
         return found[0] if found else self._free(name, identity)
@@ -141,8 +140,7 @@ class RunStore:
     def of_identity(self, identity: dict[str, Any]) -> list[TrialFolder]:
         """Every folder of this trial, by name, whoever named it; also one another process has just
         created to claim it (no identity.json yet)."""
-        stem = f"{identity['config_key']}-{identity['data_fingerprint'][:DATA_KEY_LENGTH]}"
-        return [folder for folder in self._named(f"*{stem}*") if folder.read_identity() in (identity, None)]
+        return [folder for folder in self._named(f"*{trial_stem(identity)}*") if folder.read_identity() in (identity, None)]
 
     def standing(self, folder: TrialFolder, identity: dict[str, Any] | None = None) -> TrialFolder:
         """The folder whose result stands for `folder`'s trial: `folder`, unless another folder of the same

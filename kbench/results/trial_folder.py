@@ -157,9 +157,11 @@ class TrialFolder:
 
         write_text_atomic(self.skipped_file, pd.DataFrame(rows).to_csv(index=False))
 
-    def finish(self, metrics: dict[str, Any]) -> None:
-        """Write metrics.json (the mark of a finished trial), then drop the resume state."""
-        write_json_atomic(self.path / METRICS_FILE, metrics)
+    def finish(self, metrics: dict[str, Any], config: dict[str, Any], data_fingerprint: str) -> None:
+        """Write metrics.json, the mark of a finished trial (and the one place it is written): `metrics` with
+        the trial's name, its settings (TrialConfig fields) and its data fingerprint; then drop the resume state."""
+        write_json_atomic(self.path / METRICS_FILE, metrics | {
+            "trial": self.name, "config": config, "data_fingerprint": data_fingerprint})
         shutil.rmtree(self.backup_dir, ignore_errors=True)
 
     def record_error(self, report: str) -> Path:

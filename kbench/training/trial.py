@@ -160,14 +160,14 @@ def train_trial(
     data: Dataset,
     folder: TrialFolder,
     verbose: int = NORMAL,
-    data_fingerprint: str | None = None,
+    identity: dict[str, Any] | None = None,
     extra_callbacks: list[keras.callbacks.Callback] = (),
     clock: GridClock | None = None,
 ) -> dict[str, Any]:
     """Train one grid point in `folder` and return its metrics (not yet written: see TrialFolder.finish).
 
-    data_fingerprint: the data's fingerprint when the caller has it (kbench.data.fingerprint), else
-    computed here; it goes into identity.json with the settings. extra_callbacks run after kbench's
+    identity: the trial's identity (kbench.results.store.trial_identity) as the run computed it, written to
+    identity.json; a caller outside a run (tests, benchmarks) may leave it to be computed here. extra_callbacks run after kbench's
     own, once an epoch's files are written (Ray Tune's per-epoch report, kbench.ray_runner).
     verbose: kbench.training.progress's QUIET, NORMAL (a bar and a line per epoch) or VERBOSE; clock: the
     grid's time left, updated each epoch. Ctrl-C stops after the current batch (kbench.training.interrupt).
@@ -177,7 +177,7 @@ def train_trial(
 
     started, started_at = time.perf_counter(), time.time()
     devices = trial_devices(config)  # data_parallel where it cannot train: refused before any file is written
-    identity = trial_identity(config, data_fingerprint or fingerprint_of(data))
+    identity = identity or trial_identity(config, fingerprint_of(data))
     folder.start(identity, config.to_dict(), describe_environment())
     set_random_seed(config.seed)  # without importing TensorFlow on JAX and PyTorch
 

@@ -26,7 +26,9 @@ from kbench.config import Experiment, Overrides, TrialConfig, TrialPlan, resolve
 from kbench.data import load_dataset
 from kbench.errors import KbenchError
 from kbench.results.rules import best_finished, selection_metric
-from kbench.results.store import RunStore, ensure_writable, grid_label, legacy_note, run_name, trial_identity
+from kbench.results.store import (
+    RunStore, ensure_writable, grid_label, legacy_note, overrides_key, run_name, trial_identity,
+)
 from kbench.results.trial_folder import Evaluation, TrialFolder
 from kbench.training.progress import NORMAL, VERBOSE, GridClock
 
@@ -146,9 +148,11 @@ def prepare_run(experiment: Experiment, overrides: Overrides, logs_dir: Path, da
         "overrides": {"sets": overrides.sets, "grids": overrides.grids, "quick": overrides.quick},
         "trials": [folder.name for folder in folders],
         "trial_keys": [config.key() for config in plan.trials],
+        "configs": [config.to_dict() for config in plan.trials],  # so read-only commands need not expand the grid
+        "grid_keys": plan.grid_keys,
         "data": {config.dataset: datasets[data_key(config)].fingerprint for config in plan.trials},
     }
-    store.write_run(plan.trials, record | {"best_trial": None, "updated": _now()})
+    store.write_run(plan.trials, record | {"best_trial": None, "updated": _now()}, overrides_key(experiment, overrides))
     print(f"kbench: {experiment.name}: {len(plan.trials)} trial(s) -> {store.root}", flush=True)
     note = legacy_note(logs_dir, store.run, experiment.name)
     if note:

@@ -33,11 +33,11 @@ from PIL import Image
 
 from kbench.atomic import read_json, write_bytes_atomic, write_text_atomic
 from kbench.code_version import older_note
-from kbench.config import Experiment, Overrides, TrialConfig, looks_like_path, resolve_trials
+from kbench.config import Experiment, Overrides, TrialConfig, looks_like_path
 from kbench.errors import KbenchError
 from kbench.results import plots
 from kbench.reports.tables import markdown_table, styled_comparison, styled_per_class, styled_results
-from kbench.results.store import RunStore, backends_with_results, run_name
+from kbench.results.store import RunStore, backends_with_results, run_name, run_plan
 from kbench.results.rules import best_finished
 from kbench.results.table import CODE_COLUMN, older_trials, results_table, study_datasets
 from kbench.results.thumbnails import MAX_THUMBNAILS, THUMBNAIL_SIZE, load_thumbnails
@@ -249,7 +249,7 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path)
     if not backends:
         quick = " --quick" if overrides.quick else ""
         raise KbenchError(f"no results in {logs_dir / run}; run `kbench run {experiment.name}{quick}` first")
-    plan = resolve_trials(experiment, overrides)
+    plan = run_plan(experiment, overrides, logs_dir, backends)
     report = Report(experiment, logs_dir / run, results_table(experiment, overrides, logs_dir, backends), backends)
     report.grid_keys = plan.grid_keys
     report.datasets = list(dict.fromkeys(config.dataset for config in plan.trials))

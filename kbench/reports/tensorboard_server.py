@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kbench.config import Experiment, Overrides, resolve_trials
+from kbench.config import Experiment, Overrides
 from kbench.errors import KbenchError
-from kbench.results.store import RunStore, backends_with_results, grid_label, run_name
+from kbench.results.store import RunStore, backends_with_results, grid_label, run_name, run_plan
 
 
 def tensorboard_logdir(logs_dir: Path) -> Path:
@@ -19,7 +19,7 @@ def tensorboard_logdir(logs_dir: Path) -> Path:
 def run_logdirs(experiment: Experiment, overrides: Overrides, logs_dir: Path, run_command: str) -> dict[str, Path]:
     """{'backend/trial': trial folder} for every trial of this run that has a folder, on every backend; a trial
     is named by its grid values (its folder's name, when the run has no grid)."""
-    plan = resolve_trials(experiment, overrides)
+    plan = run_plan(experiment, overrides, logs_dir)
     run = run_name(experiment.name, overrides.quick)
     logdirs = {}
     for backend in backends_with_results(logs_dir, run):

@@ -34,7 +34,7 @@ from typing import Any
 
 from kbench.atomic import read_json, write_json_atomic
 from kbench.code_version import SOURCE_KEY, current_code, is_current
-from kbench.config import TrialConfig, short_hash
+from kbench.config import Experiment, Overrides, TrialConfig, TrialPlan, short_hash, trial_config
 from kbench.errors import KbenchError
 from kbench.results.trial_folder import Status, TrialFolder
 
@@ -50,6 +50,18 @@ def run_name(experiment: str, quick: bool) -> str:
 def plan_key(trials: list[TrialConfig]) -> str:
     """The identity of a run: the set of its trials' settings, however the overrides were written."""
     return short_hash(sorted(config.key() for config in trials), length=10)
+
+
+def overrides_key(experiment: Experiment, overrides: Overrides) -> str:
+    """The run a command line names, as written: the experiment's definition, the overrides in their order and the
+    kbench code and Keras version that resolve them. Equal keys resolve to the same trials, so a read-only command
+    finds the run's record by this key without expanding the grid (scikit-learn takes a second to import)."""
+    from importlib import metadata
+
+    from kbench.code_version import source_hash
+
+    return short_hash([repr(experiment), overrides.sets, overrides.grids, overrides.quick, source_hash(),
+                       metadata.version("keras")], length=16)
 
 
 def trial_identity(config: TrialConfig, data_fingerprint: str) -> dict[str, Any]:
@@ -178,8 +190,27 @@ class RunStore:
     def run_file(self, trials: list[TrialConfig]) -> Path:
         return self.root / RUNS_DIR / f"{plan_key(trials)}.json"
 
-    def write_run(self, trials: list[TrialConfig], record: dict[str, Any]) -> None:
+    def write_run(self, trials: list[TrialConfig], record: dict[str, Any], overrides: str | None = None) -> None:
+        """The run's record; with `overrides` (`overrides_key`), also the pointer that finds it from the
+        command line without expanding the grid (written second: a pointer always finds a record)."""
         write_json_atomic(self.run_file(trials), record)
+        if overrides is not None:
+            write_json_atomic(self._pointer(overrides), {"run": self.run_file(trials).name})
+
+    def stored_plan(self, overrides: str) -> TrialPlan | None:
+        """The trials and grid keys of the run recorded under `overrides` (`overrides_key`), or None when this
+        backend has no such record (then the grid must be expanded)."""
+        pointer = self._pointer(overrides)
+        if not pointer.exists():
+            return None
+        path = self.root / RUNS_DIR / read_json(pointer)["run"]
+        record = read_json(path) if path.exists() else {}
+        if "configs" not in record:  # a record written before the trials' settings were kept in it
+            return None
+        return TrialPlan([trial_config(saved) for saved in record["configs"]], list(record["grid_keys"]))
+
+    def _pointer(self, overrides: str) -> Path:
+        return self.root / RUNS_DIR / "by-command" / f"{overrides}.json"
 
     def read_run(self, trials: list[TrialConfig]) -> dict[str, Any] | None:
         path = self.run_file(trials)
@@ -224,3 +255,16 @@ def backends_with_results(logs_dir: Path, run: str) -> list[str]:
     """The backends that have a results folder for this experiment."""
     folder = logs_dir / run
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def run_plan(experiment: Experiment, overrides: Overrides, logs_dir: Path, backends: list[str] | None = None) -> TrialPlan:
+    """The trials of the run a command line names: read from the run's record when a backend has one (a
+    read-only command answers without expanding the grid), else expanded (kbench.config.resolve_trials)."""
+    from kbench.config import resolve_trials
+
+    run, key = run_name(experiment.name, overrides.quick), overrides_key(experiment, overrides)
+    for backend in backends or backends_with_results(logs_dir, run):
+        plan = RunStore(logs_dir, run, backend).stored_plan(key)
+        if plan is not None:
+            return plan
+    return resolve_trials(experiment, overrides)

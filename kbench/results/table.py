@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from kbench.code_version import CURRENT, code_label
-from kbench.config import Experiment, Overrides, PublishedResult, TrialConfig, resolve_trials
-from kbench.results.store import DATA_KEY_LENGTH, RunStore, backends_with_results, preferred, run_name
+from kbench.config import Experiment, Overrides, PublishedResult, TrialConfig
+from kbench.results.store import DATA_KEY_LENGTH, RunStore, backends_with_results, preferred, run_name, run_plan
 from kbench.results.time_to_accuracy import TIME_TO_ACCURACY_COLUMNS, time_to_accuracy
 from kbench.results.trial_folder import Status, TrialFolder
 
@@ -79,7 +79,7 @@ def results_table(
     reached it and the training time to it, compile time apart
     (kbench.results.time_to_accuracy; columns TIME_TO_ACCURACY_COLUMNS).
     """
-    plan = resolve_trials(experiment, overrides)
+    plan = run_plan(experiment, overrides, logs_dir, backends)
     run = run_name(experiment.name, overrides.quick)
     rows = []
     # Before any run, the grid as it will run on the backend KERAS_BACKEND names: every row pending.

@@ -95,9 +95,9 @@ def test_each_axis_effect_against_the_seed_spread(report):
     assert effects.seeds == 2 and effects.seed_std == pytest.approx(NOISE * np.sqrt(2))
     lines = effects.effect_lines
     assert lines[0].startswith("optimizer: ") or lines[0].startswith("activation: ")  # the largest effects first
-    assert lines[-1].startswith("backend: 0.4") and "range (0.00), seed std 0.014 (0x)" in lines[-1]
+    assert lines[-1].startswith("backend: 0.4") and "range (0.00), seed std 0.014 (0.14x)" in lines[-1]
     (activation,) = [line for line in lines if line.startswith("activation")]
-    assert re.fullmatch(r"activation: 0\.\d\d–0\.\d\d range \(0\.\d\d\), seed std 0\.014 \(\d+x\)", activation)
+    assert re.fullmatch(r"activation: 0\.\d\d–0\.\d\d range \(0\.\d\d\), seed std 0\.014 \(\d\dx\)", activation)
 
 
 def test_heatmaps_of_every_pair_the_largest_effects_first(report):
@@ -119,6 +119,8 @@ def test_backends_side_by_side_with_the_anova_verdict(report):
     assert len(comparison.verdicts) == 12
     assert all(v.startswith("no significant difference (one-way ANOVA p=") for v in comparison.verdicts.values())
     assert "activation=relu, batch_size=128, optimizer=adam" in comparison.verdicts
+    assert comparison.verdict_summary.startswith("Test accuracy differs between backends beyond seed noise at 0 of 12")
+    assert comparison.table["backend"].tolist()[:4] == ["jax", "torch", "jax", "torch"]  # side by side
 
 
 def test_time_to_accuracy_of_the_best_point_compile_apart(report):
@@ -145,7 +147,7 @@ def test_the_page_and_the_markdown_show_the_sections(report, logs):
     for heading in ("## Grid effects", "## Backends", "## Time to accuracy"):
         assert heading in markdown
     assert "- batch_size: " in markdown and "published_test_accuracy" in markdown
-    assert re.search(r"\|\s+32 \| 0\.5160 ± 0\.2438 \|\s+16 \|", markdown)
+    assert re.search(r"\|\s+32 \| 0\.5160 ± 0\.2438\s+\|\s+16 \|", markdown)
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert all((report.run_dir / link).is_file() for link in links) and len(links) >= 3
 
@@ -179,6 +181,8 @@ def test_the_sections_render_in_chromium(browser, report, tmp_path):  # noqa: F8
     page = tmp_path / "report.html"
     page.write_text(render_html(report))
     browser.get(page.as_uri())
+    browser.execute_async_script("const done = arguments[arguments.length - 1];"  # every image decoded: full height
+                                 "Promise.all([...document.images].map((i) => i.decode())).then(() => done(true), done)")
     save_full_page_screenshot(browser, ARTIFACTS / "report-sections.png")
     # Each section's content: the elements between its heading and the next one, their text and loaded images.
     contents = browser.execute_script("""

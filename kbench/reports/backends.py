@@ -40,11 +40,23 @@ class BackendComparison:
     table: pd.DataFrame  # point, backend, seeds, <metric> and <metric>_std for each charted metric
     metrics: list[str]
     verdicts: dict[str, str]  # point label: accuracy verdict
+    point_keys: list[str]
     pictures: list[Picture] = field(default_factory=list)
 
     @property
     def verdict_lines(self) -> list[str]:
         return [f"{point}: {verdict}" if point else verdict for point, verdict in self.verdicts.items()]
+
+    @property
+    def verdict_summary(self) -> str:
+        """One line: at how many grid points test accuracy differs between backends beyond seed noise."""
+        tested = [verdict for verdict in self.verdicts.values() if not verdict.startswith("n/a")]
+        if not tested:
+            return f"Test accuracy between backends: {next(iter(self.verdicts.values()))}."
+        differ = sum(verdict.startswith("differ") for verdict in tested)
+        untested = f" ({len(self.verdicts) - len(tested)} more with too few seeds)" if len(tested) < len(self.verdicts) else ""
+        return (f"Test accuracy differs between backends beyond seed noise at {differ} of {len(tested)} grid "
+                f"point(s){untested} (one-way ANOVA over seeds, p < 0.05).")
 
 
 def point_label(row: pd.Series, point_keys: list[str]) -> str:
@@ -67,18 +79,22 @@ def compare_backends(table: pd.DataFrame, grid_keys: list[str], out_dir: Path) -
         return None
     point_keys = [key for key in grid_keys if key != SEED]
     trials["point"] = trials.apply(point_label, axis=1, point_keys=point_keys) if point_keys else ""
+    trials["values"] = trials[point_keys].apply(lambda row: " / ".join(map(value_label, row)), axis=1) if point_keys else "all"
     metrics = charted_metrics(trials)
     for metric in metrics:
         trials[metric] = pd.to_numeric(trials[metric], errors="coerce")
-    grouped = trials.groupby(["point", "backend"], sort=False)
+    grouped = trials.groupby(["point", "values", "backend"], sort=False)
     summary = grouped[metrics].mean().join(grouped[metrics].std(ddof=1).add_suffix("_std"))
     summary.insert(0, "seeds", grouped.size())
+    points = list(dict.fromkeys(trials["point"]))  # the same point on each backend side by side, in grid order
+    summary = summary.sort_index(level=["point", "backend"], key=lambda index: index.map(
+        lambda value: points.index(value) if index.name == "point" else value))
     verdicts = {
         point: accuracy_verdict({backend: rows["test_accuracy"].dropna().to_numpy(float)
                                  for backend, rows in per_point.groupby("backend")})
         for point, per_point in trials.groupby("point", sort=False)
     }
-    comparison = BackendComparison(summary.reset_index(), metrics, verdicts)
+    comparison = BackendComparison(summary.reset_index(), metrics, verdicts, point_keys)
     comparison.pictures.append(Picture.from_figure(chart(comparison), out_dir / BACKENDS_FILE,
                                                    "backends side by side (mean and std over seeds)"))
     return comparison
@@ -86,24 +102,26 @@ def compare_backends(table: pd.DataFrame, grid_keys: list[str], out_dir: Path) -
 
 def chart(comparison: BackendComparison) -> plt.Figure:
     """Grouped bars per grid point, one colour per backend, error bars the std over seeds; one panel per metric."""
-    table = comparison.table.assign(point=comparison.table["point"].replace("", "all"))
-    points = table["point"].nunique()
+    table = comparison.table
+    points = table["values"].nunique()
     columns = 2
     rows = int(np.ceil(len(comparison.metrics) / columns))
-    width = min(20.0, max(11.0, 0.45 * points * table["backend"].nunique() * columns))
+    width = min(14.0, max(10.0, 0.3 * points * table["backend"].nunique() * columns))  # about the page's width
     fig, axes = plt.subplots(rows, columns, figsize=(width, 3.6 * rows), squeeze=False)
     for ax in axes.ravel()[len(comparison.metrics):]:
         ax.axis("off")
     for ax, metric in zip(axes.ravel(), comparison.metrics):
-        means = table.pivot(index="point", columns="backend", values=metric).reindex(table["point"].unique())
-        errors = table.pivot(index="point", columns="backend", values=f"{metric}_std").reindex(means.index)
-        means.plot.bar(ax=ax, yerr=errors.fillna(0), capsize=3, rot=20 if points > 1 else 0, legend=ax is axes[0, 0])
-        ax.set(title=CHARTS[metric], xlabel="")
+        means = table.pivot(index="values", columns="backend", values=metric).reindex(table["values"].unique())
+        errors = table.pivot(index="values", columns="backend", values=f"{metric}_std").reindex(means.index)
+        means.plot.bar(ax=ax, yerr=errors.fillna(0), capsize=3, rot=30 if points > 1 else 0, legend=False)
+        ax.set(title=CHARTS[metric], xlabel=" / ".join(comparison.point_keys))
         ax.grid(axis="y", alpha=0.3)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right" if points > 1 else "center")
             label.set_fontsize(8)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="backend", loc="upper right", ncols=len(labels), fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
 
@@ -121,7 +139,7 @@ def display_table(comparison: BackendComparison) -> pd.DataFrame:
     from kbench.reports.tables import column_format
 
     table = comparison.table
-    shown = table[["point", "backend", "seeds"]].copy() if table["point"].any() else table[["backend", "seeds"]].copy()
+    shown = table[["point", "backend", "seeds"]].copy() if comparison.point_keys else table[["backend", "seeds"]].copy()
     for metric in comparison.metrics:
         fmt = column_format(metric, table[metric]) or "{:g}"
         shown[metric] = [("n/a" if pd.isna(mean) else fmt.format(mean)) + (f" ± {fmt.format(std)}" if pd.notna(std) else "")

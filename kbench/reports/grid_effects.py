@@ -93,7 +93,7 @@ class GridEffects:
         line = f"{effect.axis}: {effect.low:.2f}–{effect.high:.2f} range ({effect.spread:.2f}), "
         if self.seed_std is None:
             return line + "seed std n/a: one seed"
-        ratio = f" ({effect.spread / self.seed_std:.0f}x)" if self.seed_std > 0 else ""
+        ratio = f" ({effect.spread / self.seed_std:.2g}x)" if self.seed_std > 0 else ""
         return line + f"seed std {self.seed_std:.3f}{ratio}"
 
     @property
@@ -172,13 +172,16 @@ def parallel_figure(frame: pd.DataFrame, effects: list[AxisEffect], metric: str)
 
     names = [effect.axis for effect in effects] + [metric]
     heights = np.zeros((len(frame), len(names)))
+    # Trials that share a value would share a line segment: a small spread, in table order, keeps each visible.
+    jitter = np.linspace(-0.025, 0.025, len(frame)) if len(frame) > 1 else np.zeros(1)
     fig, ax = plt.subplots(figsize=(max(6.0, 2.0 * len(names)), 4.0))
     for column, effect in enumerate(effects):
         values = [str(v) for v in effect.table["value"]]
         positions = dict(zip(values, np.linspace(0, 1, len(values)) if len(values) > 1 else [0.5]))
-        heights[:, column] = frame[effect.axis].map(positions).to_numpy(float)
+        heights[:, column] = frame[effect.axis].map(positions).to_numpy(float) + jitter
         for value, height in positions.items():
-            ax.annotate(value, (column, height), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+            ax.annotate(value, (column, height), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
+                        zorder=3, bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.85, "linewidth": 0})
     scores = frame[metric].to_numpy(float)
     norm = Normalize(scores.min(), scores.max() if scores.max() > scores.min() else scores.min() + 1e-9)
     heights[:, -1] = norm(scores)
@@ -224,10 +227,10 @@ def grid_effects(table: pd.DataFrame, grid_keys: list[str], out_dir: Path) -> Gr
 # ----------------------------------------------------------------------------- as tables
 
 
-def axis_display(effect: AxisEffect) -> pd.DataFrame:
+def axis_display(effect: AxisEffect, metric: str) -> pd.DataFrame:
     """An axis's table as shown: the metric as 'mean ± std', then the count and the figures beside."""
     table = effect.table
-    shown = pd.DataFrame({effect.axis: table["value"], "mean ± std": [
+    shown = pd.DataFrame({effect.axis: table["value"], f"{metric} mean ± std": [
         f"{mean:.4f}" + (f" ± {std:.4f}" if pd.notna(std) else "") for mean, std in zip(table["mean"], table["std"])]})
     shown["n"] = table["n"]
     for column in table.columns[4:]:  # our mean of the published metric, and the study's figure
@@ -237,10 +240,8 @@ def axis_display(effect: AxisEffect) -> pd.DataFrame:
 
 def styled_heatmap(heatmap: Heatmap, low: float, high: float) -> str:
     """A pair's means as an HTML table, coloured on one scale for every pair (low..high)."""
-    return (heatmap.table.style.format("{:.4f}", na_rep="n/a")
-            .background_gradient(cmap="RdYlGn", vmin=low, vmax=high, axis=None)
-            .set_caption(f"mean over the other axes and seeds: {heatmap.rows} (rows) x {heatmap.columns} (columns)")
-            .to_html())
+    table = heatmap.table.rename_axis(index=None, columns=f"{heatmap.rows} \\ {heatmap.columns}")
+    return table.style.format("{:.4f}", na_rep="n/a").background_gradient(cmap="RdYlGn", vmin=low, vmax=high, axis=None).to_html()
 
 
 def markdown_heatmap(heatmap: Heatmap) -> pd.DataFrame:

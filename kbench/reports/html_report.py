@@ -253,7 +253,7 @@ def effects_html(effects: GridEffects | None) -> list[dict[str, str]]:
     """Each axis's table of the grid-effects section as HTML."""
     if effects is None:
         return []
-    return [{"axis": effect.axis, "html": grid_effects.axis_display(effect).style.hide(axis="index").to_html()}
+    return [{"axis": effect.axis, "html": grid_effects.axis_display(effect, effects.metric).style.hide(axis="index").to_html()}
             for effect in effects.axes]
 
 
@@ -308,7 +308,7 @@ def markdown_effects(effects: GridEffects | None, image) -> list[str]:
     lines = ["## Grid effects", "", f"{effects.metric}, mean ± std over seeds and the other axes ({effects.trials} trials).", ""]
     lines += [f"- {line}" for line in effects.effect_lines] + [""]
     for effect in effects.axes:
-        lines += [markdown_table(grid_effects.axis_display(effect)), ""]
+        lines += [markdown_table(grid_effects.axis_display(effect, effects.metric)), ""]
     if effects.heatmaps:
         lines += [f"### {effects.heatmaps[0].title}", "", markdown_table(grid_effects.markdown_heatmap(effects.heatmaps[0])), ""]
     return lines + [image(effects.parallel), ""]
@@ -330,7 +330,7 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     lines += markdown_effects(report.effects, image)
     if report.comparison is not None:
         lines += ["## Backends", "", markdown_table(display_table(report.comparison)), "",
-                  "Test accuracy between backends (one-way ANOVA over seeds, per grid point):", ""]
+                  report.comparison.verdict_summary, ""]
         lines += [f"- {line}" for line in report.comparison.verdict_lines] + [""]
     lines += [image(picture) for picture in report.comparison_pictures] + [""]
     if report.over_time is not None:

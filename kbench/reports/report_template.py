@@ -44,9 +44,7 @@ table.sortable thead th[data-order=desc]::after { content: " \\25BC"; }
 .thumb img { width: 64px; height: 64px; object-fit: contain; image-rendering: pixelated; }
 .confidence { color: #b22222; font-weight: 600; }
 .axes { display: flex; flex-wrap: wrap; gap: 0 2rem; align-items: flex-start; }
-.axes h3 { margin: .8rem 0 .2rem; font-size: 1rem; }
 .heatmap[hidden] { display: none; }
-.heatmap caption { caption-side: bottom; color: #666; font-size: 12px; text-align: left; }
 ul.effects { font-variant-numeric: tabular-nums; }
 </style>
 </head>
@@ -80,12 +78,13 @@ in all{% if effects.published %}; beside it, our mean and the study's figure of
 {{ effects.published | replace("published_", "") }} (<em>{{ effects.published }}</em>){% endif %}.
 Each axis's range of means against the spread between seeds:</p>
 <ul class="effects">{% for line in effects.effect_lines %}<li>{{ line }}</li>{% endfor %}</ul>
-<div class="axes">{% for axis in effect_axes %}<div><h3>{{ axis.axis }}</h3>{{ axis.html | safe }}</div>{% endfor %}</div>
+<div class="axes">{% for axis in effect_axes %}<div class="axis" data-axis="{{ axis.axis }}">{{ axis.html | safe }}</div>{% endfor %}</div>
 {% if heatmaps %}
 <h3>Two axes</h3>
 <p class="filters"><label>Axes <select id="heatmap-pair">{% for heatmap in heatmaps %}
 <option value="{{ heatmap.slug }}">{{ heatmap.title }}</option>{% endfor %}</select></label>
-<span class="note">The first pair: the two axes with the largest ranges.</span></p>
+<span class="note">The mean of {{ effects.metric }} over the other axes and seeds, per pair of values (rows \\ columns);
+first the two axes with the largest ranges.</span></p>
 {% for heatmap in heatmaps %}<div class="heatmap scroll" data-pair="{{ heatmap.slug }}"{% if not loop.first %} hidden{% endif %}>
 {{ heatmap.html | safe }}</div>{% endfor %}
 {% endif %}
@@ -100,8 +99,9 @@ Each axis's range of means against the spread between seeds:</p>
 <p class="note">Per grid point and backend, mean &plusmn; std over seeds: test accuracy, training throughput
 (images/s, median over epochs after the first), compile time (the first epoch's extra time) and peak memory.</p>
 <div class="scroll">{{ comparison_html | safe }}</div>
-<p>Does the backend change the answer? Test accuracy between backends (one-way ANOVA over seeds):</p>
-<ul class="verdicts">{% for line in comparison.verdict_lines %}<li>{{ line }}</li>{% endfor %}</ul>
+<p class="verdict">Does the backend change the answer? {{ comparison.verdict_summary }}</p>
+<details><summary>Per grid point</summary>
+<ul class="verdicts">{% for line in comparison.verdict_lines %}<li>{{ line }}</li>{% endfor %}</ul></details>
 {% else %}
 <p class="note">Finished results from one backend only ({{ backends | join(", ") }}): run the same grid with another
 KERAS_BACKEND (or <code>kbench compare</code>) to compare backends here.</p>

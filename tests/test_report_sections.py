@@ -152,11 +152,13 @@ def test_the_page_and_the_markdown_show_the_sections(report, logs):
     assert all((report.run_dir / link).is_file() for link in links) and len(links) >= 3
 
 
-def test_one_seed_and_one_backend(logs, tmp_path):
+def test_one_seed_and_one_backend(report, logs, tmp_path):
     """Without seeds the effect lines say so; with one backend there is no comparison."""
-    report = collect_report(load_experiment("cifar_grid"), Overrides(grids=["seed=1"]), logs)
-    assert report.backends == ["jax", "torch"] and report.effects.seed_std is None
-    assert all(line.endswith("seed std n/a: one seed") for line in report.effects.effect_lines)
+    from kbench.reports.grid_effects import grid_effects
+
+    one_seed = grid_effects(report.table[report.table["seed"] == 1], ["activation", "batch_size", "optimizer"], tmp_path)
+    assert one_seed.seeds == 1 and one_seed.seed_std is None and one_seed.trials == 24
+    assert all(line.endswith("seed std n/a: one seed") for line in one_seed.effect_lines)
     single = tmp_path / "logs"
     import shutil
 
@@ -167,11 +169,16 @@ def test_one_seed_and_one_backend(logs, tmp_path):
     assert "to compare backends here" in render_html(alone)
 
 
-def test_report_takes_a_target_accuracy(logs, capsys):
-    assert main(["report", "cifar_grid", "--grid", "seed=0,1", "--logs-dir", str(logs), "--target-accuracy", "0.6"]) == 0
-    assert "Dashed: the target 0.6" in (logs / "cifar_grid" / "report.html").read_text()
+def test_report_takes_a_target_accuracy(logs, capsys, monkeypatch):
+    """The flag reaches the report (whose use of it the tests above check), and a percentage is refused."""
+    import kbench.reports.html_report
+
+    calls = []
+    monkeypatch.setattr(kbench.reports.html_report, "write_report", lambda *args: calls.append(args) or (Path("h"), Path("m")))
+    assert main(["report", "cifar_grid", "--logs-dir", str(logs), "--target-accuracy", "0.6"]) == 0
+    assert calls[0][1:] == (Overrides(), logs, 0.6)
     assert main(["report", "cifar_grid", "--logs-dir", str(logs), "--target-accuracy", "60"]) == 2
-    assert "--target-accuracy 60" in capsys.readouterr().err
+    assert "--target-accuracy 60.0: give a fraction in (0, 1]" in capsys.readouterr().err
 
 
 def test_the_sections_render_in_chromium(browser, report, tmp_path):  # noqa: F811 (the fixture)

@@ -8,7 +8,6 @@ std and verdict below is known in advance. No training.
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 from pathlib import Path

@@ -73,7 +73,8 @@ def best_point(trials: list[tuple[str, TrialConfig, TrialFolder]], point_keys: l
     metric = rules.selection_metric([metrics for _, metrics in scored])
     means = pd.DataFrame([(str(point), point, m.get(metric)) for point, m in scored], columns=["key", "point", "value"])
     means["value"] = pd.to_numeric(means["value"], errors="coerce")
-    best = means.groupby("key", sort=False)["value"].mean().idxmax()
+    per_point = means.groupby("key", sort=False)["value"].mean()
+    best = per_point.idxmax() if per_point.notna().any() else per_point.index[0]  # no scores: the first point
     return means.loc[means["key"] == best, "point"].iloc[0]
 
 

@@ -83,12 +83,12 @@ def compare_backends(table: pd.DataFrame, grid_keys: list[str], out_dir: Path) -
     metrics = charted_metrics(trials)
     for metric in metrics:
         trials[metric] = pd.to_numeric(trials[metric], errors="coerce")
+    # The same point on each backend side by side, points in grid order.
+    order = {point: number for number, point in enumerate(dict.fromkeys(trials["point"]))}
+    trials = trials.sort_values("backend", kind="stable").sort_values("point", key=lambda p: p.map(order), kind="stable")
     grouped = trials.groupby(["point", "values", "backend"], sort=False)
     summary = grouped[metrics].mean().join(grouped[metrics].std(ddof=1).add_suffix("_std"))
     summary.insert(0, "seeds", grouped.size())
-    points = list(dict.fromkeys(trials["point"]))  # the same point on each backend side by side, in grid order
-    summary = summary.sort_index(level=["point", "backend"], key=lambda index: index.map(
-        lambda value: points.index(value) if index.name == "point" else value))
     verdicts = {
         point: accuracy_verdict({backend: rows["test_accuracy"].dropna().to_numpy(float)
                                  for backend, rows in per_point.groupby("backend")})

@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="write an HTML page (and Markdown) of an experiment's results")
     _add_overrides(report)
+    report.add_argument("--target-accuracy", type=float, default=None,
+                        help="draw this accuracy (a fraction, e.g. 0.94) on the time-to-accuracy chart, and give "
+                        "per backend the seeds that reached it and the training time to it, compile time apart")
     models = commands.add_parser("models", help="list the registered models: parameters, GMACs per image, description")
     models.add_argument("names", nargs="*", metavar="MODEL", help="models to show (default: all; building them all takes a while)")
     models.add_argument("--input-shape", default="32,32,3", help="HEIGHT,WIDTH,CHANNELS the models are built for (default 32,32,3)")
@@ -362,7 +365,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from kbench.experiments import load_experiment
     from kbench.reports.html_report import write_report
 
-    html_path, markdown_path = write_report(load_experiment(args.experiment), _overrides(args), args.logs_dir)
+    html_path, markdown_path = write_report(load_experiment(args.experiment), _overrides(args), args.logs_dir,
+                                            _target_accuracy(args))
     print(f"kbench: wrote {html_path} and {markdown_path}")
     return 0
 

@@ -77,8 +77,10 @@ def test_several_backends_are_compared(tmp_path, run_dir):
     shutil.copytree(logs / run_dir.name / ran, logs / run_dir.name / other)
 
     report = collect_report(load_experiment("quickstart"), Overrides(quick=True), logs)
-    assert report.comparison is not None and len(report.comparison) == 4
-    assert set(report.comparison.columns.get_level_values("backend")) == {ran, other}
+    assert report.comparison is not None and len(report.comparison.table) == 8  # 4 grid points x 2 backends
+    assert set(report.comparison.table["backend"]) == {ran, other}
+    # One seed per point: no ANOVA, and the page says why.
+    assert report.comparison.verdict_summary == "Test accuracy between backends: n/a: needs 2+ backends with 2+ seeds."
     assert [best.backend for best in report.best_trials] == sorted([ran, other])
     assert 'id="best-' + other + '"' in render_html(report)
 

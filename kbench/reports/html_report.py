@@ -9,15 +9,15 @@ trial's curves in its folder, the backend comparison beside the report; never
 a new folder beside the backends' folders, which would read as a backend).
 
 Sections: the results table (published figures beside ours when the run used
-the study's own data; its column groups and pinned key columns: tables.py), a per-backend
-comparison when several backends ran, training curves per trial, and for each
-backend's best trial its confusion matrix, per-class metrics and a
-misclassification dashboard.
+the study's own data; its column groups and pinned key columns: tables.py),
+the grid's effects (grid_effects.py), the backends side by side when several
+ran (backends.py), time to accuracy (accuracy_over_time.py), training curves
+per trial, and for each backend's best trial its confusion matrix, per-class
+metrics and a misclassification dashboard.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 import shlex
@@ -31,12 +31,17 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from kbench.atomic import read_json, write_bytes_atomic, write_text_atomic
+from kbench.atomic import read_json, write_text_atomic
 from kbench.code_version import older_note
 from kbench.config import Experiment, Overrides, TrialConfig, looks_like_path
 from kbench.errors import KbenchError
 from kbench.results import plots
-from kbench.reports.tables import markdown_table, styled_comparison, styled_per_class, styled_results
+from kbench.reports import grid_effects
+from kbench.reports.accuracy_over_time import AccuracyOverTime, accuracy_over_time
+from kbench.reports.backends import BackendComparison, backend_results, display_table
+from kbench.reports.grid_effects import GridEffects
+from kbench.reports.pictures import Picture, png_data_uri
+from kbench.reports.tables import markdown_table, styled_per_class, styled_results
 from kbench.results.store import RunStore, backends_with_results, run_name, run_plan
 from kbench.results.rules import best_finished
 from kbench.results.table import CODE_COLUMN, older_trials, results_table, study_datasets
@@ -47,49 +52,11 @@ plt = plots.plt  # pyplot with the file-only backend plots.py selects
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
-BACKENDS_FILE = "report_backends.png"  # beside the report
 COMPARE_FILE = "comparison.png"  # `kbench compare`'s chart, shown when it ran
-COMPARED = ["test_accuracy", "train_images_per_s"]
 MARKDOWN_MISTAKES = 20  # rows of the misclassified table in the Markdown version
 
 
 # ----------------------------------------------------------------------------- pictures
-
-
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-@dataclass
-class Picture:
-    """A PNG of the report: embedded in the HTML page, linked by path from the Markdown one."""
-
-    title: str
-    png: bytes
-    path: Path  # where the file lies, or will once saved
-    saved: bool = True
-
-    @classmethod
-    def from_file(cls, path: Path, title: str) -> "Picture":
-        return cls(title, path.read_bytes(), path)
-
-    @classmethod
-    def from_figure(cls, fig: plt.Figure, path: Path, title: str) -> "Picture":
-        """A figure made for the report; written to `path` only by `save` (the Markdown version)."""
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=90)
-        plt.close(fig)
-        return cls(title, buffer.getvalue(), path, saved=False)
-
-    def save(self) -> Path:
-        if not self.saved:
-            write_bytes_atomic(self.path, self.png)
-            self.saved = True
-        return self.path
-
-    @property
-    def data_uri(self) -> str:
-        return png_data_uri(self.png)
 
 
 def thumbnail_uri(image: np.ndarray, size: int = THUMBNAIL_SIZE) -> str:
@@ -123,17 +90,6 @@ def curves_figure(history: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
-def comparison_figure(comparison: pd.DataFrame) -> plt.Figure:
-    """Bars per grid point, one colour per backend, for each compared metric."""
-    fig, axes = plt.subplots(1, len(COMPARED), figsize=(5.5 * len(COMPARED), 3.8))
-    for ax, metric in zip(axes, COMPARED):
-        comparison[metric].plot.bar(ax=ax, rot=30)
-        ax.set(title=metric, xlabel="")
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
 # ----------------------------------------------------------------------------- collecting
 
 
@@ -159,8 +115,10 @@ class Report:
     run_dir: Path
     table: pd.DataFrame
     backends: list[str]
-    comparison: pd.DataFrame | None = None
+    effects: GridEffects | None = None
+    comparison: BackendComparison | None = None
     comparison_pictures: list[Picture] = field(default_factory=list)
+    over_time: AccuracyOverTime | None = None
     curves: list[Picture] = field(default_factory=list)
     best_trials: list[BestTrial] = field(default_factory=list)
     grid_keys: list[str] = field(default_factory=list)
@@ -191,30 +149,20 @@ def published_note(experiment: Experiment, datasets: list[str]) -> str:
             f"{', '.join(map(dataset_label, studied))}; this run used {', '.join(map(dataset_label, datasets))}.")
 
 
-def backend_comparison(table: pd.DataFrame, grid_keys: list[str]) -> pd.DataFrame | None:
-    """Test accuracy and throughput per grid point (rows) and backend (columns); None for one backend."""
-    finished = table[table["status"] == "finished"]
-    if finished["backend"].nunique() < 2:
-        return None
-    keys = grid_keys or ["trial"]
-    # Grid values as text: a None (e.g. learning_rate=None) would otherwise drop its rows from the pivot.
-    labelled = finished.assign(trial="(one point)", **{key: finished[key].astype(str) for key in grid_keys})
-    return labelled.pivot_table(index=keys, columns="backend", values=COMPARED, aggfunc="mean")
-
-
 def trial_label(config: TrialConfig, grid_keys: list[str], backend: str) -> str:
     values = ", ".join(f"{key}={config.get(key)}" for key in grid_keys)
     return f"{backend}: {values}" if values else backend
 
 
-def training_curves(store: RunStore, trials: list[TrialConfig], grid_keys: list[str]) -> list[Picture]:
-    """One figure per trial of the run on `store`'s backend that has a training history, in grid order."""
+def training_curves(backend: str, trials: list[TrialConfig], folders: list[TrialFolder | None],
+                    grid_keys: list[str]) -> list[Picture]:
+    """One figure per trial of the run on `backend` that has a training history, in grid order."""
     pictures = []
-    for config, folder in zip(trials, store.run_folders(trials)):
+    for config, folder in zip(trials, folders):
         history = folder.history() if folder is not None else pd.DataFrame()
         if history.empty:
             continue
-        title = trial_label(config, grid_keys, store.backend)
+        title = trial_label(config, grid_keys, backend)
         pictures.append(Picture.from_figure(curves_figure(history, title), folder.curves_file, title))
     return pictures
 
@@ -242,8 +190,10 @@ def best_trial(backend: str, folder: TrialFolder, max_thumbnails: int = MAX_THUM
                      per_class["class"].tolist(), note)
 
 
-def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path) -> Report:
-    """Gather the table, comparison, curves and best-trial evaluations of one experiment run."""
+def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path,
+                   target_accuracy: float | None = None) -> Report:
+    """Gather the table, grid effects, backend comparison, time to accuracy (with `target_accuracy` as its
+    target line), curves and best-trial evaluations of one experiment run."""
     run = run_name(experiment.name, overrides.quick)
     backends = backends_with_results(logs_dir, run)
     if not backends:
@@ -259,18 +209,19 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path)
         words = ["kbench", "run", experiment.name, *[w for text in overrides.sets for w in ("--set", text)],
                  *[w for text in overrides.grids for w in ("--grid", text)], *(["--quick"] if overrides.quick else [])]
         report.code_note = f"Column {CODE_COLUMN}: {older_note(older, shlex.join(words))}."
-    report.comparison = backend_comparison(report.table, plan.grid_keys)
+    report.effects = grid_effects.grid_effects(report.table, plan.grid_keys, report.run_dir)
+    report.comparison = backend_results(experiment, overrides, logs_dir, backends, plan.grid_keys, report.run_dir)
     if report.comparison is not None:
-        figure = comparison_figure(report.comparison)
-        title = "test accuracy and images/s per backend"
-        report.comparison_pictures.append(Picture.from_figure(figure, report.run_dir / BACKENDS_FILE, title))
+        report.comparison_pictures += report.comparison.pictures
+    stores = {backend: RunStore(logs_dir, run, backend) for backend in backends}
+    folders = {backend: store.run_folders(plan.trials) for backend, store in stores.items()}  # read once: not cheap
+    report.over_time = accuracy_over_time(folders, plan.trials, plan.grid_keys, target_accuracy, report.run_dir)
     if (report.run_dir / COMPARE_FILE).exists():
         report.comparison_pictures.append(Picture.from_file(report.run_dir / COMPARE_FILE, "kbench compare"))
-    for backend in backends:
-        store = RunStore(logs_dir, run, backend)
-        report.curves += training_curves(store, plan.trials, plan.grid_keys)
+    for backend, store in stores.items():
+        report.curves += training_curves(backend, plan.trials, folders[backend], plan.grid_keys)
         # The run's record names its best trial; without one (this grid never ran as one run), the best of its trials.
-        folder = store.best_trial(plan.trials) or best_finished([f for f in store.run_folders(plan.trials) if f])
+        folder = store.best_trial(plan.trials) or best_finished([f for f in folders[backend] if f])
         best = best_trial(backend, folder) if folder is not None else None
         if best is not None:
             report.best_trials.append(best)
@@ -306,6 +257,23 @@ def dashboard(best: BestTrial) -> dict[str, Any]:
     }
 
 
+def effects_html(effects: GridEffects | None) -> list[dict[str, str]]:
+    """Each axis's table of the grid-effects section as HTML."""
+    if effects is None:
+        return []
+    return [{"axis": effect.axis, "html": grid_effects.axis_display(effect, effects.metric).style.hide(axis="index").to_html()}
+            for effect in effects.axes]
+
+
+def heatmaps_html(effects: GridEffects | None) -> list[dict[str, str]]:
+    """Every pair's heatmap as HTML, all on one colour scale (the lowest to the highest axis mean)."""
+    if effects is None or not effects.heatmaps:
+        return []
+    cells = np.concatenate([h.table.to_numpy(float).ravel() for h in effects.heatmaps])
+    low, high = float(np.nanmin(cells)), float(np.nanmax(cells))
+    return [{"slug": h.slug, "title": h.title, "html": grid_effects.styled_heatmap(h, low, high)} for h in effects.heatmaps]
+
+
 def render_html(report: Report) -> str:
     """The report as one self-contained HTML page."""
     import jinja2
@@ -325,14 +293,34 @@ def render_html(report: Report) -> str:
         published_note=report.published_note,
         code_note=report.code_note,
         results=results,
-        comparison_html=styled_comparison(report.comparison) if report.comparison is not None else "",
+        effects=report.effects,
+        effect_axes=effects_html(report.effects),
+        heatmaps=heatmaps_html(report.effects),
+        comparison=report.comparison,
+        comparison_html=display_table(report.comparison).style.hide(axis="index").to_html() if report.comparison else "",
         comparison_pictures=report.comparison_pictures,
+        over_time=report.over_time,
+        over_time_html=report.over_time.table.style.hide(axis="index").format(precision=2, na_rep="n/a").to_html()
+        if report.over_time is not None and not report.over_time.table.empty else "",
         curves=report.curves,
         best_trials=[dashboard(best) for best in report.best_trials],
     )
 
 
 # ----------------------------------------------------------------------------- Markdown
+
+
+def markdown_effects(effects: GridEffects | None, image) -> list[str]:
+    """The grid-effects section in Markdown: effect lines, a table per axis, the default heatmap, the chart."""
+    if effects is None:
+        return []
+    lines = ["## Grid effects", "", f"{effects.metric}, mean ± std over seeds and the other axes ({effects.trials} trials).", ""]
+    lines += [f"- {line}" for line in effects.effect_lines] + [""]
+    for effect in effects.axes:
+        lines += [markdown_table(grid_effects.axis_display(effect, effects.metric)), ""]
+    if effects.heatmaps:
+        lines += [f"### {effects.heatmaps[0].title}", "", markdown_table(grid_effects.markdown_heatmap(effects.heatmaps[0])), ""]
+    return lines + [image(effects.parallel), ""]
 
 
 def render_markdown(report: Report, out_dir: Path) -> str:
@@ -350,11 +338,16 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         lines += [report.published_note, ""]
     if report.code_note:
         lines += [report.code_note, ""]
+    lines += markdown_effects(report.effects, image)
     if report.comparison is not None:
-        comparison = report.comparison.reset_index()
-        comparison.columns = [" ".join(column).strip() for column in comparison.columns]
-        lines += ["## Backends", "", markdown_table(comparison), ""]
+        lines += ["## Backends", "", markdown_table(display_table(report.comparison)), "",
+                  report.comparison.verdict_summary, ""]
+        lines += [f"- {line}" for line in report.comparison.verdict_lines] + [""]
     lines += [image(picture) for picture in report.comparison_pictures] + [""]
+    if report.over_time is not None:
+        lines += ["## Time to accuracy", "", image(report.over_time.picture), ""]
+        if not report.over_time.table.empty:
+            lines += [markdown_table(report.over_time.table), ""]
     lines += ["## Training curves", ""] + [image(picture) for picture in report.curves] + [""]
     for best in report.best_trials:
         summary = best.summary
@@ -382,9 +375,10 @@ def render_markdown(report: Report, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def write_report(experiment: Experiment, overrides: Overrides, logs_dir: Path) -> tuple[Path, Path]:
+def write_report(experiment: Experiment, overrides: Overrides, logs_dir: Path,
+                 target_accuracy: float | None = None) -> tuple[Path, Path]:
     """Write report.html and report.md into logs/<run>/; returns their paths."""
-    report = collect_report(experiment, overrides, logs_dir)
+    report = collect_report(experiment, overrides, logs_dir, target_accuracy)
     html_path, markdown_path = report.run_dir / REPORT_HTML, report.run_dir / REPORT_MD
     write_text_atomic(html_path, render_html(report))
     write_text_atomic(markdown_path, render_markdown(report, report.run_dir))

@@ -43,6 +43,9 @@ table.sortable thead th[data-order=desc]::after { content: " \\25BC"; }
 .thumb[hidden] { display: none; }
 .thumb img { width: 64px; height: 64px; object-fit: contain; image-rendering: pixelated; }
 .confidence { color: #b22222; font-weight: 600; }
+.axes { display: flex; flex-wrap: wrap; gap: 0 2rem; align-items: flex-start; }
+.heatmap[hidden] { display: none; }
+ul.effects { font-variant-numeric: tabular-nums; }
 </style>
 </head>
 <body>
@@ -50,7 +53,8 @@ table.sortable thead th[data-order=desc]::after { content: " \\25BC"; }
 <p>{{ description }}</p>
 <p class="note">Generated {{ generated }} from <code>{{ run_dir }}</code>. Data: {{ datasets | join(", ") }}.
 Backends: {{ backends | join(", ") }}.</p>
-<nav><a href="#results">Results</a><a href="#backends">Backends</a><a href="#curves">Training curves</a>
+<nav><a href="#results">Results</a><a href="#grid-effects">Grid effects</a><a href="#backends">Backends</a>
+<a href="#time-to-accuracy">Time to accuracy</a><a href="#curves">Training curves</a>
 {% for best in best_trials %}<a href="#best-{{ best.backend }}">Best trial ({{ best.backend }})</a>{% endfor %}</nav>
 
 <h2 id="results">Results</h2>
@@ -67,15 +71,54 @@ and test accuracy stay in view when the table scrolls sideways.
 <div class="scroll">{{ results.html | safe }}</div>
 </div>
 
+<h2 id="grid-effects">Grid effects</h2>
+{% if effects %}
+<p class="note">Which setting matters, and how much: <strong>{{ effects.metric }}</strong> (what the best trial is
+chosen by) per value of each axis, mean &plusmn; std over seeds and the other axes; n trials each, {{ effects.trials }}
+in all{% if effects.published %}; beside it, our mean and the study's figure of
+{{ effects.published | replace("published_", "") }} (<em>{{ effects.published }}</em>){% endif %}.
+Each axis's range of means against the spread between seeds:</p>
+<ul class="effects">{% for line in effects.effect_lines %}<li>{{ line }}</li>{% endfor %}</ul>
+<div class="axes">{% for axis in effect_axes %}<div class="axis" data-axis="{{ axis.axis }}">{{ axis.html | safe }}</div>{% endfor %}</div>
+{% if heatmaps %}
+<h3>Two axes</h3>
+<p class="filters"><label>Axes <select id="heatmap-pair">{% for heatmap in heatmaps %}
+<option value="{{ heatmap.slug }}">{{ heatmap.title }}</option>{% endfor %}</select></label>
+<span class="note">The mean of {{ effects.metric }} over the other axes and seeds, per pair of values (rows \\ columns);
+first the two axes with the largest ranges.</span></p>
+{% for heatmap in heatmaps %}<div class="heatmap scroll" data-pair="{{ heatmap.slug }}"{% if not loop.first %} hidden{% endif %}>
+{{ heatmap.html | safe }}</div>{% endfor %}
+{% endif %}
+<h3>All trials</h3>
+<div class="figures"><img src="{{ effects.parallel.data_uri }}" alt="{{ effects.parallel.title }}"></div>
+{% else %}
+<p class="note">No effects to show yet: no finished trial, or a grid of one point.</p>
+{% endif %}
+
 <h2 id="backends">Backends</h2>
-{% if comparison_html %}
-<p class="note">Test accuracy and training throughput (images/s, median over epochs after the first) per backend.</p>
+{% if comparison %}
+<p class="note">Per grid point and backend, mean &plusmn; std over seeds: test accuracy, training throughput
+(images/s, median over epochs after the first), compile time (the first epoch's extra time) and peak memory.</p>
 <div class="scroll">{{ comparison_html | safe }}</div>
+<p class="verdict">Does the backend change the answer? {{ comparison.verdict_summary }}</p>
+<details><summary>Per grid point</summary>
+<ul class="verdicts">{% for line in comparison.verdict_lines %}<li>{{ line }}</li>{% endfor %}</ul></details>
 {% else %}
 <p class="note">Finished results from one backend only ({{ backends | join(", ") }}): run the same grid with another
 KERAS_BACKEND (or <code>kbench compare</code>) to compare backends here.</p>
 {% endif %}
 <div class="figures">{% for picture in comparison_pictures %}<img src="{{ picture.data_uri }}" alt="{{ picture.title }}">{% endfor %}</div>
+
+<h2 id="time-to-accuracy">Time to accuracy</h2>
+{% if over_time %}
+<p class="note">{{ over_time.measured_on }} against training seconds, the first epoch's compile time left out, for
+{% if over_time.point %}the best grid point ({{ over_time.point }}){% else %}the run{% endif %}: one line per seed
+and backend.{% if over_time.target is not none %} Dashed: the target {{ over_time.target }}.{% endif %}</p>
+<div class="figures"><img src="{{ over_time.picture.data_uri }}" alt="{{ over_time.picture.title }}"></div>
+{% if over_time_html %}<div class="scroll">{{ over_time_html | safe }}</div>{% endif %}
+{% else %}
+<p class="note">No finished trial with a per-epoch history yet.</p>
+{% endif %}
 
 <h2 id="curves">Training curves</h2>
 <div class="figures curves">
@@ -157,6 +200,14 @@ document.querySelectorAll("table.sortable").forEach((table) => {
     table.tBodies[0].append(...rows);
   }));
 });
+
+// Grid effects: show the heatmap of the pair of axes the select names.
+const pairs = document.getElementById("heatmap-pair");
+if (pairs) {
+  pairs.addEventListener("change", () => document.querySelectorAll(".heatmap").forEach((map) => {
+    map.hidden = map.dataset.pair !== pairs.value;
+  }));
+}
 
 // Misclassification dashboards: show the images whose true and predicted classes match both selects.
 document.querySelectorAll("section.misclassified").forEach((board) => {

@@ -130,11 +130,6 @@ def styled_results(table: pd.DataFrame, grid_keys: list[str]) -> ResultsTable:
     return ResultsTable(styler.to_html(), len(keys), [group for group in groups if group.positions])
 
 
-def styled_comparison(comparison: pd.DataFrame) -> str:
-    """The backend pivot as HTML; its columns are (metric, backend) pairs."""
-    return comparison.style.format(_formats(comparison, name=lambda column: column[0]), na_rep=NA).to_html()
-
-
 def styled_per_class(per_class: pd.DataFrame) -> str:
     """Precision, recall and F1 per class, coloured from red (0) to green (1); sortable."""
     scores = ["precision", "recall", "f1-score"]

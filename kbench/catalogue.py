@@ -107,9 +107,17 @@ def _cache_key() -> str:
     """Changes when a model source, kbench, Keras or Python changes (and the backend: Keras's names differ little,
     but an optimizer class may exist on one backend only)."""
     import os
+
+    return _cache_key_for(os.environ.get("KERAS_BACKEND", ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _cache_key_for(backend: str) -> str:
+    """The key for `backend`, computed once per process: the sources it reads do not change while kbench runs, and a
+    report asks for it for every trial (TrialConfig.key)."""
     import sys
 
-    digest = hashlib.sha256(f"{CATALOGUE_VERSION}|{sys.version}|{os.environ.get('KERAS_BACKEND', '')}".encode())
+    digest = hashlib.sha256(f"{CATALOGUE_VERSION}|{sys.version}|{backend}".encode())
     for name in ("keras", "kbench"):
         try:
             digest.update(f"|{name}={metadata.version(name)}".encode())

@@ -21,6 +21,7 @@ from scipy import stats
 from kbench.atomic import write_text_atomic
 from kbench.config import Experiment, Overrides, resolve_trials
 from kbench.results.store import run_name
+from kbench.results.run_folder import RunFolder
 from kbench.results.table import METRIC_COLUMNS, results_table
 from kbench.results.time_to_accuracy import summarise_seeds
 
@@ -154,10 +155,10 @@ def compare(
     table = results_table(experiment, overrides, logs_dir, ran, [*METRIC_COLUMNS, *SPEED_COLUMNS, "accelerator_memory_note"],
                           target_accuracy=target_accuracy)
     comparison = comparison_table(table, grid_keys, target_accuracy)
-    out_dir = logs_dir / run_name(experiment.name, overrides.quick)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "comparison.csv", comparison.to_csv(index=False))
+    files = RunFolder(logs_dir, run_name(experiment.name, overrides.quick))
+    files.path.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(files.comparison_csv, comparison.to_csv(index=False))
     if not comparison.empty:
-        comparison_chart(comparison, [k for k in grid_keys if k != "seed"], out_dir / "comparison.png")
-    return comparison, skipped, out_dir
+        comparison_chart(comparison, [k for k in grid_keys if k != "seed"], files.comparison_png)
+    return comparison, skipped, files.path
 

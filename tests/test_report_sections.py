@@ -22,6 +22,7 @@ from kbench.cli import main
 from kbench.config import Overrides, resolve_trials
 from kbench.experiments import load_experiment
 from kbench.reports.html_report import collect_report, render_html, render_markdown
+from kbench.results.run_folder import RunFolder
 from kbench.results.store import RunStore, trial_identity
 from test_report import ARTIFACTS, browser, save_full_page_screenshot  # noqa: F401 (a fixture)
 
@@ -51,8 +52,9 @@ def logs(tmp_path_factory) -> Path:
     for backend in ("jax", "torch"):
         store = RunStore(logs, "cifar_grid", backend)
         for config in plan.trials:
-            folder = store.folder(config, "c" * 64, plan.grid_keys)
-            folder.start(trial_identity(config, "c" * 64), config.to_dict(), {})
+            identity = trial_identity(config, "c" * 64)
+            folder = store.folder(config, identity)
+            folder.start(identity, config.to_dict(), {})
             final = accuracy(experiment, config, backend)
             if published(experiment, config) == BEST:  # only the best point's histories: a figure each is slow
                 history = pd.DataFrame({"epoch": range(3), "accuracy": final, "loss": 1.0, "val_loss": 1.0,
@@ -64,8 +66,8 @@ def logs(tmp_path_factory) -> Path:
                 "best_epoch": 3, "epochs_run": 3, "train_time_s": sum(EPOCH_SECONDS[backend]), "params": 122_570,
                 "train_images_per_s": 1000.0 if backend == "jax" else 500.0, "compile_time_s": EPOCH_SECONDS[backend][0] - 1,
                 "peak_host_memory_mb": 900.0, "peak_accelerator_memory_mb": None,
-                "accelerator_memory_note": "n/a: CPU", "config": config.to_dict(),
-            })
+                "accelerator_memory_note": "n/a: CPU",
+            }, config.to_dict(), "c" * 64)
     return logs
 
 
@@ -155,7 +157,8 @@ def test_one_seed_and_one_backend(report, logs, tmp_path):
     """Without seeds the effect lines say so; with one backend there is no comparison."""
     from kbench.reports.grid_effects import grid_effects
 
-    one_seed = grid_effects(report.table[report.table["seed"] == 1], ["activation", "batch_size", "optimizer"], tmp_path)
+    one_seed = grid_effects(report.table[report.table["seed"] == 1], ["activation", "batch_size", "optimizer"],
+                            RunFolder(tmp_path, "run"))
     assert one_seed.seeds == 1 and one_seed.seed_std is None and one_seed.trials == 24
     assert all(line.endswith("seed std n/a: one seed") for line in one_seed.effect_lines)
     single = tmp_path / "logs"

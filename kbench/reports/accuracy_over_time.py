@@ -13,11 +13,11 @@ reached it and the time they took (mean, std), with and without compile time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kbench.results.run_folder import RunFolder
 from kbench.config import TrialConfig
 from kbench.reports.grid_effects import SEED, value_label
 from kbench.reports.pictures import Picture, plt
@@ -25,7 +25,6 @@ from kbench.results import rules
 from kbench.results.time_to_accuracy import ACCURACY_COLUMNS, summarise_seeds, time_to_accuracy
 from kbench.results.trial_folder import TrialFolder
 
-TIME_FILE = "report_time_to_accuracy.png"  # beside the report
 
 
 @dataclass
@@ -111,7 +110,7 @@ def target_table(curves_by_backend: dict[str, list[pd.DataFrame]], target: float
 
 
 def accuracy_over_time(folders: dict[str, list[TrialFolder | None]], trials: list[TrialConfig], grid_keys: list[str],
-                       target: float | None, out_dir: Path) -> AccuracyOverTime | None:
+                       target: float | None, files: RunFolder) -> AccuracyOverTime | None:
     """The section's curves, figure and table, from each backend's folders of the run's trials (RunStore.run_folders);
     None when no finished trial has a per-epoch history."""
     finished = [(backend, config, folder) for backend, found in folders.items()
@@ -136,5 +135,5 @@ def accuracy_over_time(folders: dict[str, list[TrialFolder | None]], trials: lis
     found = AccuracyOverTime(label, curves, target)
     if target is not None:
         found.table = target_table(histories, target)
-    found.picture = Picture.from_figure(figure(found), out_dir / TIME_FILE, "accuracy over training time")
+    found.picture = Picture.from_figure(figure(found), files.report_figure("time_to_accuracy"), "accuracy over training time")
     return found

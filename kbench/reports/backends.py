@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kbench.results.run_folder import RunFolder
 from kbench.compare import SPEED_COLUMNS, accuracy_verdict
 from kbench.config import Experiment, Overrides
 from kbench.reports.grid_effects import SEED, USED_STATUSES, value_label
 from kbench.reports.pictures import Picture, plt
 from kbench.results.table import METRIC_COLUMNS, results_table
 
-BACKENDS_FILE = "report_backends.png"  # beside the report
 ACCELERATOR_MEMORY, HOST_MEMORY = "peak_accelerator_memory_mb", "peak_host_memory_mb"
 CHARTS = {  # metric: chart title
     "test_accuracy": "test accuracy",
@@ -72,7 +72,7 @@ def charted_metrics(trials: pd.DataFrame) -> list[str]:
     return measured
 
 
-def compare_backends(table: pd.DataFrame, grid_keys: list[str], out_dir: Path) -> BackendComparison | None:
+def compare_backends(table: pd.DataFrame, grid_keys: list[str], files: RunFolder) -> BackendComparison | None:
     """The comparison of a results table holding SPEED_COLUMNS; None unless 2+ backends have finished trials."""
     trials = table[table["status"].isin(USED_STATUSES)].copy()
     if trials["backend"].nunique() < 2:
@@ -95,7 +95,7 @@ def compare_backends(table: pd.DataFrame, grid_keys: list[str], out_dir: Path) -
         for point, per_point in trials.groupby("point", sort=False)
     }
     comparison = BackendComparison(summary.reset_index(), metrics, verdicts, point_keys)
-    comparison.pictures.append(Picture.from_figure(chart(comparison), out_dir / BACKENDS_FILE,
+    comparison.pictures.append(Picture.from_figure(chart(comparison), files.report_figure("backends"),
                                                    "backends side by side (mean and std over seeds)"))
     return comparison
 
@@ -126,12 +126,12 @@ def chart(comparison: BackendComparison) -> plt.Figure:
 
 
 def backend_results(experiment: Experiment, overrides: Overrides, logs_dir: Path, backends: list[str],
-                    grid_keys: list[str], out_dir: Path) -> BackendComparison | None:
+                    grid_keys: list[str], files: RunFolder) -> BackendComparison | None:
     """Read the run's trials with their speed and memory figures, and compare the backends."""
     if len(backends) < 2:
         return None
     table = results_table(experiment, overrides, logs_dir, backends, [*METRIC_COLUMNS, *SPEED_COLUMNS])
-    return compare_backends(table, grid_keys, out_dir)
+    return compare_backends(table, grid_keys, files)
 
 
 def display_table(comparison: BackendComparison) -> pd.DataFrame:

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kbench.results.run_folder import RunFolder
 from kbench.reports.pictures import Picture, plt
 from kbench.results.rules import selection_metric
 from kbench.results.trial_folder import Status
 
 SEED = "seed"
-PARALLEL_FILE = "report_parallel_coordinates.png"  # beside the report, for the Markdown version
 USED_STATUSES = (Status.FINISHED, Status.DIVERGED)
 
 
@@ -205,7 +204,7 @@ def parallel_figure(frame: pd.DataFrame, effects: list[AxisEffect], metric: str)
     return fig
 
 
-def grid_effects(table: pd.DataFrame, grid_keys: list[str], out_dir: Path) -> GridEffects | None:
+def grid_effects(table: pd.DataFrame, grid_keys: list[str], files: RunFolder) -> GridEffects | None:
     """The grid's effects on the selection metric; None before any trial finished or without an axis."""
     frame, metric = used_trials(table)
     axes = effect_axes(frame, grid_keys)
@@ -219,7 +218,7 @@ def grid_effects(table: pd.DataFrame, grid_keys: list[str], out_dir: Path) -> Gr
     seeds = frame[SEED].nunique() if SEED in frame else 1
     found = GridEffects(metric, len(frame), effects, seeds, pooled_seed_std(frame, axes, metric), published)
     found.heatmaps = heatmaps(frame, effects, metric)
-    found.parallel = Picture.from_figure(parallel_figure(frame, effects, metric), out_dir / PARALLEL_FILE,
+    found.parallel = Picture.from_figure(parallel_figure(frame, effects, metric), files.report_figure("parallel_coordinates"),
                                          "every trial: parallel coordinates")
     return found
 

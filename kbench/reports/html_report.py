@@ -44,15 +44,13 @@ from kbench.reports.pictures import Picture, png_data_uri
 from kbench.reports.tables import markdown_table, styled_per_class, styled_results
 from kbench.results.store import RunStore, backends_with_results, run_name, run_plan
 from kbench.results.rules import best_finished
+from kbench.results.run_folder import RunFolder
 from kbench.results.table import CODE_COLUMN, older_trials, results_table, study_datasets
 from kbench.results.thumbnails import MAX_THUMBNAILS, THUMBNAIL_SIZE, load_thumbnails
 from kbench.results.trial_folder import Evaluation, TrialFolder
 
 plt = plots.plt  # pyplot with the file-only backend plots.py selects
 
-REPORT_HTML = "report.html"
-REPORT_MD = "report.md"
-COMPARE_FILE = "comparison.png"  # `kbench compare`'s chart, shown when it ran
 MARKDOWN_MISTAKES = 20  # rows of the misclassified table in the Markdown version
 
 
@@ -209,15 +207,16 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path,
         words = ["kbench", "run", experiment.name, *[w for text in overrides.sets for w in ("--set", text)],
                  *[w for text in overrides.grids for w in ("--grid", text)], *(["--quick"] if overrides.quick else [])]
         report.code_note = f"Column {CODE_COLUMN}: {older_note(older, shlex.join(words))}."
-    report.effects = grid_effects.grid_effects(report.table, plan.grid_keys, report.run_dir)
-    report.comparison = backend_results(experiment, overrides, logs_dir, backends, plan.grid_keys, report.run_dir)
+    report.effects = grid_effects.grid_effects(report.table, plan.grid_keys, RunFolder(logs_dir, run))
+    report.comparison = backend_results(experiment, overrides, logs_dir, backends, plan.grid_keys, RunFolder(logs_dir, run))
     if report.comparison is not None:
         report.comparison_pictures += report.comparison.pictures
     stores = {backend: RunStore(logs_dir, run, backend) for backend in backends}
     folders = {backend: store.run_folders(plan.trials) for backend, store in stores.items()}  # read once: not cheap
-    report.over_time = accuracy_over_time(folders, plan.trials, plan.grid_keys, target_accuracy, report.run_dir)
-    if (report.run_dir / COMPARE_FILE).exists():
-        report.comparison_pictures.append(Picture.from_file(report.run_dir / COMPARE_FILE, "kbench compare"))
+    report.over_time = accuracy_over_time(folders, plan.trials, plan.grid_keys, target_accuracy, RunFolder(logs_dir, run))
+    compared = RunFolder(logs_dir, run).comparison_png  # `kbench compare`'s chart, shown when it ran
+    if compared.exists():
+        report.comparison_pictures.append(Picture.from_file(compared, "kbench compare"))
     for backend, store in stores.items():
         report.curves += training_curves(backend, plan.trials, folders[backend], plan.grid_keys)
         # The run's record names its best trial; without one (this grid never ran as one run), the best of its trials.
@@ -379,7 +378,8 @@ def write_report(experiment: Experiment, overrides: Overrides, logs_dir: Path,
                  target_accuracy: float | None = None) -> tuple[Path, Path]:
     """Write report.html and report.md into logs/<run>/; returns their paths."""
     report = collect_report(experiment, overrides, logs_dir, target_accuracy)
-    html_path, markdown_path = report.run_dir / REPORT_HTML, report.run_dir / REPORT_MD
+    files = RunFolder(report.run_dir.parent, report.run_dir.name)
+    html_path, markdown_path = files.report_html, files.report_md
     write_text_atomic(html_path, render_html(report))
     write_text_atomic(markdown_path, render_markdown(report, report.run_dir))
     return html_path, markdown_path

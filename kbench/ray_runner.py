@@ -38,7 +38,6 @@ from kbench.config import Experiment, Overrides, TrialConfig, trial_config
 from kbench.errors import KbenchError
 from kbench.paths import ENVIRONMENT
 from kbench.results.rules import best_epoch_row, monitor_mode
-from kbench.results.store import RUNS_DIR
 from kbench.results.trial_folder import Status, TrialFolder
 from kbench.runner import (
     Attempt, LoadedData, PlannedTrial, RunOutcome, attempt_trial, count_attempt, finish_run, prepare_run,
@@ -290,7 +289,7 @@ def _tune(run, jobs: list[TrialJob], options: RayOptions, outcome: RunOutcome, m
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
         run_config=tune.RunConfig(
-            name="ray", storage_path=str(run.store.root / RUNS_DIR), verbose=0,  # Ray Tune's own state, beside the run records
+            name="ray", storage_path=str(run.store.ray_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=RETRIES),
         ),
     )
@@ -313,7 +312,7 @@ def _tune(run, jobs: list[TrialJob], options: RayOptions, outcome: RunOutcome, m
             count_attempt(outcome, Attempt.FAILED, folder)
             reason = (folder.read_error() or "").strip().splitlines()
             print(f"{job.label}: FAILED on Ray ({reason[-1] if reason else 'no error recorded'}); see "
-                  f"{folder.path / 'error.txt'}", flush=True)
+                  f"{folder.error_file}", flush=True)
 
 
 def record_stopped_early(folder: TrialFolder, job: TrialJob) -> None:

@@ -187,6 +187,11 @@ class RunStore:
 
     # ------------------------------------------------------------------ runs
 
+    @property
+    def ray_dir(self) -> Path:
+        """Ray Tune's own state for runs on Ray (its storage path), beside the run records."""
+        return self.root / RUNS_DIR
+
     def run_file(self, trials: list[TrialConfig]) -> Path:
         return self.root / RUNS_DIR / f"{plan_key(trials)}.json"
 

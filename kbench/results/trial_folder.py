@@ -164,9 +164,13 @@ class TrialFolder:
             "trial": self.name, "config": config, "data_fingerprint": data_fingerprint})
         shutil.rmtree(self.backup_dir, ignore_errors=True)
 
-    def record_error(self, report: str) -> Path:
-        write_text_atomic(self.path / ERROR_FILE, report.rstrip() + "\n")
+    @property
+    def error_file(self) -> Path:
         return self.path / ERROR_FILE
+
+    def record_error(self, report: str) -> Path:
+        write_text_atomic(self.error_file, report.rstrip() + "\n")
+        return self.error_file
 
     def record_evaluation_error(self, report: str) -> Path:
         path = self.evaluation_file(Evaluation.ERROR)

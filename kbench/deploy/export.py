@@ -67,9 +67,10 @@ def export_trial(trial: TrainedTrial, model, format: str, out: Path, images: np.
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         artifact = partial / ARTIFACTS[format]
-        _write(model, format, artifact)
         inputs = images.astype(np.float32)
+        # Predicted first: Keras exports only a model that has been called.
         expected = _probabilities(np.asarray(model.predict(inputs, verbose=0)), trial)
+        _write(model, format, artifact)
         got = _probabilities(RUNNERS[format](artifact, inputs), trial)
         difference = float(np.abs(got - expected).max()) if len(inputs) else 0.0
         if not difference <= TOLERANCE:
@@ -121,7 +122,8 @@ def _run_keras(artifact: Path, images: np.ndarray) -> np.ndarray:
 def _run_saved_model(artifact: Path, images: np.ndarray) -> np.ndarray:
     import tensorflow as tf
 
-    return tf.saved_model.load(str(artifact)).serve(tf.constant(images)).numpy()
+    loaded = tf.saved_model.load(str(artifact))  # held: its variables must outlive the call
+    return loaded.serve(tf.constant(images)).numpy()
 
 
 def _run_onnx(artifact: Path, images: np.ndarray) -> np.ndarray:

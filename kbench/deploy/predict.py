@@ -116,9 +116,11 @@ def predict_entries(trial: TrainedTrial, model, entries: list[Entry], batch_size
     with bar:
         probabilities = predict_probabilities(model, readable_images(), batch_size, trial.config.from_logits)
     table = _tabulate(kept, probabilities, trial.class_names, top_k)
-    labelled = table[table["label"] != ""] if "label" in table else table.iloc[:0]
-    accuracy = scores.accuracy(labelled["label"].to_numpy(), labelled["predicted"].to_numpy())
-    return Predictions(table, skipped, accuracy, len(labelled))
+    if "label" not in table:
+        return Predictions(table, skipped)
+    labelled = table[table["label"] != ""]
+    return Predictions(table, skipped, scores.accuracy(labelled["label"].to_numpy(), labelled["predicted"].to_numpy()),
+                       len(labelled))
 
 
 def _tabulate(entries: list[Entry], probabilities: np.ndarray, class_names: list[str], top_k: int) -> pd.DataFrame:

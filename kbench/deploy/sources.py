@@ -44,7 +44,9 @@ def _entries(source: Path, shown: str, classes: set[str]) -> list[Entry]:
     if source.is_dir():
         return _folder_entries(source, shown, classes)
     if source.is_file() and _is_archive(source):
-        return _folder_entries(extract_archive(source, default_extract_dir(source)), shown, classes)
+        target = default_extract_dir(source)
+        folder = extract_archive(source, target)  # the archive's single top folder, when it has one: named too
+        return _folder_entries(folder, str(Path(shown) / folder.relative_to(target)), classes)
     if source.is_file():
         return [Entry(str(source), shown)]  # named on the command line: decoded whatever its suffix
     raise KbenchError(f"{shown}: no such file or folder; give image files, folders, .zip/.tar/.tar.gz/.tgz archives "

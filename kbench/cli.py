@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from kbench.deploy import cli as deploy_cli  # no Keras import: the parser stays quick
 from kbench.errors import KbenchError
 from kbench.paths import DATA_DIR_ENV, LOGS_DIR_ENV, default_logs_dir
 from kbench.training.precision import PRECISIONS  # no Keras import: the parser stays quick
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--target-accuracy", type=float, default=None,
                         help="draw this accuracy (a fraction, e.g. 0.94) on the time-to-accuracy chart, and give "
                         "per backend the seeds that reached it and the training time to it, compile time apart")
+    deploy_cli.add_commands(commands, _add_overrides)  # predict, export
     models = commands.add_parser("models", help="list the registered models: parameters, GMACs per image, description")
     models.add_argument("names", nargs="*", metavar="MODEL", help="models to show (default: all; building them all takes a while)")
     models.add_argument("--input-shape", default="32,32,3", help="HEIGHT,WIDTH,CHANNELS the models are built for (default 32,32,3)")
@@ -426,6 +428,8 @@ COMMANDS = {
     "list": cmd_list, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "bench": cmd_bench,
     "efficiency": cmd_efficiency, "models": cmd_models, "report": cmd_report, "tensorboard": cmd_tensorboard,
     "data": cmd_data,
+    "predict": lambda args: deploy_cli.cmd_predict(args, _overrides(args)),
+    "export": lambda args: deploy_cli.cmd_export(args, _overrides(args)),
 }
 
 

@@ -20,6 +20,7 @@ from kbench.data import load_dataset
 from kbench.results.trial_folder import TrialFolder
 from kbench.training.callbacks import DIVERGENCE_CHECK_LAG, TerminateOnDivergence
 from kbench.training.interrupt import InterruptRequest, StopOnInterrupt, TrainingInterrupted
+from kbench.training.lookahead import Lookahead
 from kbench.training.progress import NORMAL
 from kbench.training.trial import train_trial
 
@@ -56,6 +57,10 @@ def test_a_default_trial_keeps_asynchronous_dispatch_on(tmp_path, callback_lists
     assert {type(c).__name__: _hooked_batch_ends(c) for c in ours} == {type(c).__name__: [] for c in ours}
     if keras_backend.IS_THREAD_SAFE:  # JAX, PyTorch: Keras would dispatch asynchronously, and does
         assert fit._async_train and fit._async_test
+
+
+def test_the_speedrun_lookahead_hooks_no_batch_end():  # not in a default trial; averages between steps instead
+    assert _hooked_batch_ends(Lookahead()) == []
 
 
 def _batches_run(model: keras.Model, x: np.ndarray, y: np.ndarray, callback: keras.callbacks.Callback) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from typing import Any, Iterable, TextIO
 
@@ -12,11 +13,27 @@ import keras
 from kbench.training.progress import GridClock
 
 
+def wait_for_device(model: keras.Model) -> None:
+    """Return once every training step dispatched so far has run on the device.
+
+    JAX and PyTorch on a GPU queue steps and return at once (and Keras's
+    asynchronous callback dispatch lets them run ahead), so a clock read when
+    the epoch's last step was queued would miss the steps still running. Every
+    step writes the optimizer's step counter; reading that one number waits
+    for the last step without copying any weights.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        keras.ops.convert_to_numpy(optimizer.iterations)
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds `train_time_s` to each epoch's logs: the training part, validation excluded.
 
     It must come before CSVLogger in the callback list, which then records the
-    time beside the loss; throughput is computed from that file.
+    time beside the loss; throughput is computed from that file. The clock
+    stops once the epoch's steps have run on the device (`wait_for_device`),
+    not when the last one was queued.
     """
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -26,13 +43,17 @@ class EpochTimer(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         # fit() runs validation inside the epoch; stop the clock when it starts.
         if getattr(self, "_train_seconds", 0) is None:
-            self._train_seconds = time.perf_counter() - self._start
+            self._stop_clock()
 
     def on_epoch_end(self, epoch, logs=None):
         if self._train_seconds is None:
-            self._train_seconds = time.perf_counter() - self._start
+            self._stop_clock()
         if logs is not None:
             logs["train_time_s"] = self._train_seconds
+
+    def _stop_clock(self) -> None:
+        wait_for_device(self.model)
+        self._train_seconds = time.perf_counter() - self._start
 
 
 # ----------------------------------------------------------------------------- divergence
@@ -69,15 +90,31 @@ def diverged(losses: Iterable[float], num_classes: int) -> bool:
     return False
 
 
+# A fit stops at most this many steps after the step whose loss diverged (see TerminateOnDivergence).
+DIVERGENCE_CHECK_LAG = 10
+# ...unless a step's check is this late: then the step goes ahead rather than wait on a stalled check.
+CHECK_STALL_S = 30.0
+
+
 class TerminateOnDivergence(keras.callbacks.TerminateOnNaN):
-    """Stops training as soon as the loss is non-finite or above `divergence_bound(num_classes)`.
+    """Stops training once the loss is non-finite or above `divergence_bound(num_classes)`.
 
     TerminateOnNaN extended: it checks the loss Keras reports after every
     batch (the epoch's running mean so far) and at the end of every epoch, and
     sets ``model.stop_training``, so the epoch ends and callbacks clean up as
     usual (raise_error=True raises a RuntimeError instead, as TerminateOnNaN
     does). `stopped` holds (epoch, batch or None, loss) once it has stopped a run.
+
+    It keeps Keras's asynchronous callback dispatch on (``async_safe``): on JAX
+    and PyTorch the batch check runs in Keras's callback thread, on the loss
+    that thread has already converted to a Python number, so no step waits for
+    the device. Steps are queued ahead of their checks only so far: before a
+    step starts, it waits while DIVERGENCE_CHECK_LAG steps are unchecked, so a
+    diverging fit runs at most DIVERGENCE_CHECK_LAG steps past the diverged
+    one. On TensorFlow Keras checks each step before the next one starts.
     """
+
+    async_safe = True  # batch hooks: Python numbers and locks only, and the model via _model (no JAX state sync)
 
     def __init__(self, num_classes: int, raise_error: bool = False):
         super().__init__(raise_error=raise_error)
@@ -85,30 +122,52 @@ class TerminateOnDivergence(keras.callbacks.TerminateOnNaN):
         self.bound = divergence_bound(num_classes)
         self.stopped: tuple[int, int | None, float] | None = None
         self._epoch = 0
+        self._steps = threading.Condition()  # guards the counts below and `stopped`
+        self._dispatched = self._checked = 0
+        self._reported = False
 
     def on_train_begin(self, logs=None):
-        self.stopped = None
+        self.stopped, self._reported = None, False
+        self._dispatched = self._checked = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def on_train_batch_begin(self, batch, logs=None):
+        # fit's own thread, before it queues a step (Keras never dispatches this hook asynchronously)
+        with self._steps:
+            self._steps.wait_for(lambda: self._dispatched - self._checked < DIVERGENCE_CHECK_LAG, CHECK_STALL_S)
+            self._dispatched += 1
+
     def on_batch_end(self, batch, logs=None):
-        self._check(logs, batch)
+        # Keras's callback thread on JAX and PyTorch; several steps may be checked at once
+        try:
+            self._check(logs, batch)
+        finally:
+            with self._steps:
+                self._checked += 1
+                self._steps.notify_all()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._check(logs, None)
+        self._check(logs, None)  # Keras has run every batch check of the epoch by now
+        if self.stopped is not None and not self._reported:
+            self._reported = True
+            print(self._message(*self.stopped))
 
     def _check(self, logs, batch: int | None) -> None:
         loss = (logs or {}).get("loss")
-        if loss is None or self.stopped is not None or not diverged([loss], self.num_classes):
+        if loss is None or not diverged([loss], self.num_classes):
             return
-        where = f"epoch {self._epoch + 1}" + (f", batch {batch}" if batch is not None else "")
-        message = f"{where}: loss {float(loss):.4g} is not finite or above {self.bound:.4g} (1000 x ln {self.num_classes}): diverged"
         if self.raise_error:
-            raise RuntimeError(message)
-        self.stopped = (self._epoch, batch, float(loss))
-        print(message)
-        self.model.stop_training = True
+            raise RuntimeError(self._message(self._epoch, batch, float(loss)))
+        with self._steps:  # the earliest diverged batch, whichever check finished first
+            if self.stopped is None or (batch is not None and self.stopped[1] is not None and batch < self.stopped[1]):
+                self.stopped = (self._epoch, batch, float(loss))
+        self._model.stop_training = True  # not self.model: on JAX that would sync the training state from this thread
+
+    def _message(self, epoch: int, batch: int | None, loss: float) -> str:
+        where = f"epoch {epoch + 1}" + (f", batch {batch}" if batch is not None else "")
+        return f"{where}: loss {loss:.4g} is not finite or above {self.bound:.4g} (1000 x ln {self.num_classes}): diverged"
 
 
 # ----------------------------------------------------------------------------- per-epoch test
@@ -139,7 +198,7 @@ class EpochTest(keras.callbacks.Callback):
 
 # ----------------------------------------------------------------------------- progress
 
-# Loss and accuracy shown on the bar are read (a device sync) at most this often.
+# The loss and accuracy shown on the bar are refreshed at most this often.
 BAR_READ_INTERVAL_S = 0.5
 
 
@@ -148,7 +207,14 @@ class EpochProgress(keras.callbacks.Callback):
 
     images: training images per epoch; batch_size: images per step (the last step may hold fewer);
     bar: None for a bar exactly when `stream` is a terminal.
+
+    It keeps Keras's asynchronous callback dispatch on (``async_safe``): on JAX and PyTorch the bar
+    moves in Keras's callback thread as the device finishes steps, not as they are queued, and its
+    loss and accuracy are the numbers Keras has already converted there for every batch, so showing
+    them makes no step wait. (On TensorFlow Keras converts each batch's logs before the next step.)
     """
+
+    async_safe = True  # its batch hook touches only Python numbers, under a lock, and never the model
 
     def __init__(self, images: int, batch_size: int, clock: GridClock | None = None, stream: TextIO | None = None,
                  bar: bool | None = None):
@@ -158,6 +224,7 @@ class EpochProgress(keras.callbacks.Callback):
         self.bar = hasattr(self.stream, "isatty") and self.stream.isatty() if bar is None else bar
         self._bar: Any = None
         self._first_epoch: int | None = None
+        self._lock = threading.Lock()  # Keras may run several batch hooks at once, beside the epoch hooks
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._first_epoch = None
@@ -175,23 +242,24 @@ class EpochProgress(keras.callbacks.Callback):
                              desc=f"epoch {epoch + 1}/{self.params.get('epochs', '?')}", dynamic_ncols=True)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        step = min(self.batch_size, self.images - self._seen)
-        self._seen += step
-        if self._bar is None:
-            return
-        self._bar.update(step)
-        now = time.perf_counter()
-        if logs and now - self._last_read >= BAR_READ_INTERVAL_S:
-            self._last_read = now
-            self._bar.set_postfix({key: f"{float(value):.4g}" for key, value in logs.items() if _shown(key)},
-                                  refresh=False)
+        # Counted from the batch's index (with steps_per_execution Keras reports only every Nth batch,
+        # and asynchronous hooks may finish out of order).
+        with self._lock:
+            seen = max(self._seen, min((batch + 1) * self.batch_size, self.images))
+            step, self._seen = seen - self._seen, seen
+            if self._bar is None:
+                return
+            self._bar.update(step)
+            now = time.perf_counter()
+            if logs and now - self._last_read >= BAR_READ_INTERVAL_S:
+                self._last_read = now
+                self._bar.set_postfix({key: f"{float(value):.4g}" for key, value in logs.items() if _shown(key)},
+                                      refresh=False)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         seconds = time.perf_counter() - self._started
         train_seconds = (logs or {}).get("train_time_s") or seconds  # EpochTimer's, validation excluded, when it runs
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._close_bar()
         if self.clock is not None:
             self.clock.epoch_done(seconds, first=epoch == self._first_epoch)
         values = "  ".join(f"{key} {float(value):.4f}" for key, value in (logs or {}).items() if _shown(key))
@@ -200,9 +268,13 @@ class EpochProgress(keras.callbacks.Callback):
               f"{self._seen / max(train_seconds, 1e-9):,.0f} img/s  {values}{left}", file=self.stream, flush=True)
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._bar is not None:  # stopped inside an epoch (divergence, Ctrl-C)
-            self._bar.close()
-            self._bar = None
+        self._close_bar()  # stopped inside an epoch (divergence, Ctrl-C)
+
+    def _close_bar(self) -> None:
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
 
 
 def _shown(key: str) -> bool:

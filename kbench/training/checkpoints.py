@@ -29,9 +29,21 @@ from kbench.atomic import PARTIAL_MARK, atomic_path, commit, read_json, write_js
 METADATA_FILE = "training_metadata.json"
 RANDOM_STATE = "random_state"  # the metadata's key naming the random state's file
 
+# Both callbacks save at epoch ends only. Keras's own hooks every batch end even then (to count
+# batches for save_freq=N), which turns its asynchronous callback dispatch off: every step would
+# wait for the device. Keras's default, no-op hook in its place tells Keras there is none.
+NO_BATCH_HOOK = keras.callbacks.Callback.on_train_batch_end
+
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint that never leaves a half-written checkpoint under its name."""
+    """ModelCheckpoint that never leaves a half-written checkpoint under its name; at epoch ends only."""
+
+    on_train_batch_end = NO_BATCH_HOOK
+
+    def __init__(self, filepath: str, **options):
+        if options.get("save_freq", "epoch") != "epoch":
+            raise ValueError(f"save_freq={options['save_freq']!r}: AtomicModelCheckpoint saves at epoch ends only")
+        super().__init__(filepath, **options)
 
     def _save_model(self, epoch, batch, logs):
         final = Path(self.filepath)
@@ -47,7 +59,9 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore whose state on disk is always whole (see the module docstring)."""
+    """BackupAndRestore whose state on disk is always whole (see the module docstring); at epoch ends."""
+
+    on_train_batch_end = NO_BATCH_HOOK
 
     def __init__(self, backup_dir: str | Path):
         super().__init__(str(backup_dir), delete_checkpoint=False)

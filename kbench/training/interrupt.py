@@ -57,7 +57,12 @@ def stop_after_batch() -> Iterator[InterruptRequest]:
 
 
 class StopOnInterrupt(keras.callbacks.Callback):
-    """Raises TrainingInterrupted after the batch during which Ctrl-C was pressed (training or validation)."""
+    """Raises TrainingInterrupted after the batch during which Ctrl-C was pressed (training or validation).
+
+    It checks before each batch starts, in fit's own thread: Keras calls batch-begin hooks there in
+    any case, while a batch-end hook would turn off its asynchronous callback dispatch (every step
+    would wait for the device) or, made async-safe, raise in Keras's callback thread batches later.
+    """
 
     def __init__(self, request: InterruptRequest):
         super().__init__()
@@ -71,10 +76,10 @@ class StopOnInterrupt(keras.callbacks.Callback):
         if self.request.requested:
             raise TrainingInterrupted(self._epoch)
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._check()
 
-    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._check()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

@@ -65,11 +65,35 @@ class Lookahead(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._last_batch = None
         if self.average is None and epoch > self.schedule.start_epoch:
             self.average = self._read()  # resumed: the restored weights are the average
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = self._epoch * self._steps_per_epoch + batch + 1
+    # The step just finished is averaged when the next one begins, and the epoch's last one before
+    # validation (or at the epoch's end): Keras calls batch-begin hooks in fit's own thread in any case,
+    # while a batch-end hook would turn off its asynchronous callback dispatch (every step would wait
+    # for the device).
+    def on_train_batch_begin(self, batch, logs=None):
+        self._last_batch = batch
+        if batch:
+            self._step(batch)
+
+    def on_test_begin(self, logs=None):
+        self._last_step_of_epoch()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._last_step_of_epoch()
+        if self.average is not None:
+            self._write(self.average)
+
+    def _last_step_of_epoch(self) -> None:
+        if getattr(self, "_last_batch", None) is not None:  # once per epoch, after its last batch began
+            self._step(self._last_batch + 1)
+            self._last_batch = None
+
+    def _step(self, batches: int) -> None:
+        """Averaging after the optimizer step that finished `batches` batches into the epoch."""
+        step = self._epoch * self._steps_per_epoch + batches
         if self._epoch < self.schedule.start_epoch or step % self.schedule.every_n_steps:
             return
         weights = self._read()
@@ -81,10 +105,6 @@ class Lookahead(keras.callbacks.Callback):
         self.average = [ops.add(a, ops.multiply(1 - rho, ops.subtract(w, a))) for a, w in zip(self.average, weights)]
         self._write(self.average)
         self.updates += 1
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.average is not None:
-            self._write(self.average)
 
     def _variables(self):
         return [v for v in self.model.weights if "float" in str(v.dtype)]

@@ -171,3 +171,36 @@ def test_a_broken_batch_raises_where_it_is_taken():
         for i in prefetched(Recorded(20, broken=7)):
             taken.append(i)
     assert taken == list(range(7))
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("train", {}),
+    ("train", {"alternating_flips": True, "first_epoch": 1}),  # resumed, flips keyed by the epoch
+    ("train", {"drop_last": True, "multiple": 3}),  # padded for three devices
+    ("evaluate", {"multiple": 2}),
+    ("evaluate", {"labels": False}),
+])
+def test_tensorflow_computes_the_same_batches_as_the_python_feed(kind, options):
+    """On TensorFlow, in-memory batches come from tf.data ops (kbench.training.tf_feed), not the Python feed:
+    every batch must be the same array, dtype and length as the feed's own batch k."""
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the tf.data path is TensorFlow's only")
+    from kbench.training.feed import evaluation_feed, split_training_feed
+
+    rng = np.random.default_rng(0)
+    split = ArraySplit(rng.integers(0, 256, (37, 3, 5, 2), dtype=np.uint8), rng.integers(0, 10, 37))
+    if kind == "train":
+        feed, steps = split_training_feed(split, ImageTransform(), 8, seed=4, epochs=3, **options)
+        expected = TrainingBatches(split, ImageTransform(), 8, seed=4, epochs=3, **options)
+        assert steps == expected.steps_per_epoch
+    else:
+        feed = evaluation_feed(split, ImageTransform(), 8, **options)
+        expected = EvaluationBatches(split, ImageTransform(), 8, **options)
+    got = [tuple(np.asarray(part) for part in batch) for batch in feed]
+    assert len(got) == len(expected) == int(feed.cardinality())
+    for k, batch in enumerate(got):
+        assert len(batch) == len(expected[k])
+        for part, want in zip(batch, expected[k]):
+            assert part.dtype == want.dtype
+            np.testing.assert_array_equal(part, want)

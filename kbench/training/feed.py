@@ -14,8 +14,10 @@ decode and resize and NumPy's gathers release the GIL). Images stay uint8 until
 the model's input layer casts them. How Keras is handed the batches is the
 only backend-specific part (`_keras_input`): a Python generator (training) or
 a `keras.utils.PyDataset` with worker threads (evaluation, re-read every epoch)
-on JAX and PyTorch; on TensorFlow, both wrapped by `tf.data.Dataset.from_generator`
-(whose batch dimension must be left open for an epoch's partial last batch).
+on JAX and PyTorch; on TensorFlow, in-memory gathers are computed by tf.data ops
+(kbench.training.tf_feed: the same batches; a Python generator in tf.data halved
+the step rate) and the rest is wrapped by `tf.data.Dataset.from_generator` (whose
+batch dimension must be left open for an epoch's partial last batch).
 Measured against tf.data, PyDataset and torch's DataLoader with
 benchmarks/feed_bench.py (BENCHMARKS.md, "Input feed without TensorFlow").
 """
@@ -198,6 +200,10 @@ def _keras_input(batches: TrainingBatches | EvaluationBatches):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
+        from kbench.training.tf_feed import computed_in_graph, gathered_dataset
+
+        if computed_in_graph(batches):  # in-memory gathers as TensorFlow ops: no Python in tf.data's input thread
+            return gathered_dataset(batches)
         first = batches[0]
         # The batch dimension stays open: an epoch's last batch is smaller than the first one.
         signature = tuple(tf.TensorSpec((None, *part.shape[1:]), tf.as_dtype(part.dtype)) for part in first)

@@ -1,0 +1,180 @@
+"""kbench's own cost over a plain `model.fit`: S1's A3 CNN on in-memory CIFAR-10, each backend, side by side.
+
+    python benchmarks/fit_overhead.py --repeats 3 --train-subset 20000
+
+Each configuration trains the same model (`build_model("a3")`, Adam, sparse
+cross-entropy from logits, accuracy) on the same uint8 arrays, batch 128, with
+the same validation images, in a fresh subprocess:
+- fit: what a Keras user writes, `model.fit(x, y, batch_size=128, shuffle=True,
+  validation_data=(x_val, y_val))` with Keras's stock CSVLogger, ModelCheckpoint
+  (best val_accuracy) and BackupAndRestore;
+- feed: the same fit and callbacks, the training batches from kbench's feed
+  (`kbench.training.feed.training_feed`, `steps_per_epoch`, `shuffle=False`);
+- trial: kbench's whole trial (`kbench.training.trial.train_trial`: its feed,
+  validation feed, callbacks, backup), as `kbench run` trains a grid point.
+Every run times training only (validation excluded; kbench's EpochTimer) and
+reports images/s as the median of the epochs after the first, which compiles.
+Runs alternate (fit, feed, trial, fit, feed, trial, ... per backend, in rounds)
+so that a drift of the machine's speed spreads over all of them; the table
+gives each configuration's median over the repeats, every run's figure, and
+feed/fit, trial/fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402  (a sibling module, importable however this script is started)
+from keras_vs_native import load_average, versions  # noqa: E402
+
+MODES = ("fit", "feed", "trial")
+VALIDATION = 0.2  # of --train-subset + its validation images: kbench's default validation_split
+RESULT = "FIT_OVERHEAD "
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"from {', '.join(MODES)}")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of alternated runs (default 3)")
+    parser.add_argument("--epochs", type=int, default=3, help="per run; the first is excluded (default 3)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--train-subset", type=int, default=20_000, help="training images (default 20,000)")
+    parser.add_argument("--output", type=Path, default=None, help="Markdown file for the table")
+    parser.add_argument("--run", choices=MODES, help=argparse.SUPPRESS)  # one run, in this process
+    args = parser.parse_args(argv)
+    args.backends = [b for b in args.backends.split(",") if b]
+    args.modes = [m for m in args.modes.split(",") if m]
+    if set(args.modes) - set(MODES):
+        parser.error(f"--modes: choose from {', '.join(MODES)}")
+    return args
+
+
+def data(train_subset: int):
+    """(train, validation) uint8 arrays: the first train_subset + validation images of CIFAR-10's training set."""
+    from kbench.data import load_dataset
+
+    full = load_dataset("cifar10", common.data_dir())
+    n_val = int(train_subset * VALIDATION / (1 - VALIDATION))
+    x, y = full.x_train[: train_subset + n_val], full.y_train[: train_subset + n_val].astype("int32")
+    return full, (x[:train_subset], y[:train_subset]), (x[train_subset:], y[train_subset:])
+
+
+def run(mode: str, args: argparse.Namespace) -> dict:
+    """Train once in this process; images/s of each epoch (training only)."""
+    import dataclasses
+
+    import keras
+    import pandas as pd
+
+    from kbench.config import TrialConfig
+    from kbench.models import build_model
+    from kbench.results.trial_folder import TrialFolder
+    from kbench.training.callbacks import EpochTimer
+    from kbench.training.feed import training_feed
+    from kbench.training.seeding import set_random_seed
+    from kbench.training.trial import train_trial
+
+    full, (x, y), (x_val, y_val) = data(args.train_subset)
+    folder = Path(tempfile.mkdtemp(prefix="fit-overhead-"))
+    if mode == "trial":
+        config = TrialConfig(dataset="cifar10", model="a3", epochs=args.epochs, batch_size=args.batch_size,
+                             optimizer="adam", validation_split=VALIDATION)
+        dataset = dataclasses.replace(full, x_train=full.x_train[: len(x) + len(x_val)],
+                                      y_train=full.y_train[: len(x) + len(x_val)],
+                                      x_test=full.x_test[:1000], y_test=full.y_test[:1000])
+        trial = TrialFolder(folder / "trial")
+        train_trial(config, dataset, trial, verbose=0)
+        seconds = pd.read_csv(trial.history_file)["train_time_s"]
+    else:
+        set_random_seed(0)
+        model = build_model("a3", x.shape[1:], 10)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        callbacks = [
+            EpochTimer(),  # before CSVLogger, which then records train_time_s
+            keras.callbacks.CSVLogger(str(folder / "history.csv")),
+            keras.callbacks.ModelCheckpoint(str(folder / "best.keras"), monitor="val_accuracy", save_best_only=True),
+            keras.callbacks.BackupAndRestore(str(folder / "backup")),
+        ]
+        fit = dict(epochs=args.epochs, validation_data=(x_val, y_val), callbacks=callbacks, verbose=0)
+        if mode == "fit":
+            model.fit(x, y, batch_size=args.batch_size, shuffle=True, **fit)
+        else:
+            feed, steps = training_feed(x, y, args.batch_size, seed=0, epochs=args.epochs)
+            model.fit(feed, steps_per_epoch=steps, shuffle=False, **fit)
+        seconds = pd.read_csv(folder / "history.csv")["train_time_s"]
+    per_epoch = [len(x) / s for s in seconds]
+    return {"mode": mode, "backend": keras.backend.backend(), "epoch_images_per_s": per_epoch,
+            "images_per_s": statistics.median(per_epoch[1:] or per_epoch)}
+
+
+def subprocess_run(mode: str, backend: str, args: argparse.Namespace) -> dict | None:
+    """One run in a fresh interpreter; its result, or None (its output's tail printed) when it failed."""
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, __file__, "--run", mode, "--epochs", str(args.epochs), "--batch-size",
+               str(args.batch_size), "--train-subset", str(args.train_subset)]
+    done = subprocess.run(command, env=env, cwd=HERE.parent, capture_output=True, text=True)
+    results = [json.loads(line[len(RESULT):]) for line in done.stdout.splitlines() if line.startswith(RESULT)]
+    if done.returncode or not results:
+        print(f"{backend} {mode} failed:\n{(done.stdout + done.stderr)[-2000:]}", flush=True)
+        return None
+    print(f"{backend} {mode}: {results[0]['images_per_s']:,.0f} images/s "
+          f"(epochs {', '.join(f'{v:,.0f}' for v in results[0]['epoch_images_per_s'])})", flush=True)
+    return results[0]
+
+
+def table(figures: dict, args: argparse.Namespace) -> str:
+    """Markdown: per backend, each mode's median and runs, and the ratios to plain fit."""
+    header = "| backend | " + " | ".join(f"{m} images/s (runs)" for m in args.modes)
+    ratios = [m for m in args.modes if m != "fit" and "fit" in args.modes]
+    header += "".join(f" | {m}/fit" for m in ratios) + " |\n"
+    header += "|---|" + "---|" * (len(args.modes) + len(ratios)) + "\n"
+    rows = []
+    for backend in args.backends:
+        medians = {m: statistics.median(v) if v else None for m, v in figures[backend].items()}
+        cells = [f"{medians[m]:,.0f} ({' / '.join(f'{v:,.0f}' for v in figures[backend][m])})" if medians[m] else "failed"
+                 for m in args.modes]
+        cells += [f"{medians[m] / medians['fit']:.2f}" if medians[m] and medians["fit"] else "-" for m in ratios]
+        rows.append(f"| {backend} | " + " | ".join(cells) + " |\n")
+    return header + "".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.run:
+        print(RESULT + json.dumps(run(args.run, args)), flush=True)
+        return 0
+    started, load_at_start = time.strftime("%Y-%m-%d %H:%M %Z"), load_average()
+    figures = {b: {m: [] for m in args.modes} for b in args.backends}
+    for round_ in range(args.repeats):
+        for backend in args.backends:
+            # The order turns each round, so no configuration always runs first (or right after another).
+            modes = args.modes[round_ % len(args.modes):] + args.modes[: round_ % len(args.modes)]
+            for mode in modes:
+                result = subprocess_run(mode, backend, args)
+                if result:
+                    figures[backend][mode].append(result["images_per_s"])
+    text = (f"Started {started}; {common.cpu_model()}, {os.cpu_count()} cores; load average {load_at_start} at the "
+            f"start, {load_average()} at the end. {', '.join(f'{k} {v}' for k, v in versions().items())}.\n"
+            f"A3, batch {args.batch_size}, {args.train_subset:,} training images, {args.epochs} epochs, "
+            f"{args.repeats} alternated rounds; images/s: median over runs of each run's median after epoch 1.\n\n"
+            + table(figures, args))
+    print("\n" + text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+    return 0 if all(all(v) for b in figures.values() for v in b.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

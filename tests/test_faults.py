@@ -25,11 +25,11 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_finished_trials(write
     path = write_experiment("two", TWO_TRIALS)
     finish, calls = TrialFolder.finish, []
 
-    def full_on_second(self, metrics):
+    def full_on_second(self, *args):
         calls.append(self.name)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "metrics.json"))
-        finish(self, metrics)
+        finish(self, *args)
 
     monkeypatch.setattr(TrialFolder, "finish", full_on_second)
     assert main(["run", str(path), "--logs-dir", str(logs_dir), "--quiet"]) == 2

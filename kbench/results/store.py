@@ -26,6 +26,7 @@ from kbench.errors import KbenchError
 from kbench.results.trial_folder import Status, TrialFolder
 
 RUNS_DIR = "runs"
+AUDIT_DIR = "label_audit"  # kbench audit's outputs, per audited run: label_audit/<plan key>/
 DATA_KEY_LENGTH = 6
 
 
@@ -105,7 +106,7 @@ class RunStore:
         """Every trial folder of this experiment on this backend (legacy ones included), by name."""
         if not self.root.is_dir():
             return []
-        return [TrialFolder(p) for p in sorted(self.root.iterdir()) if p.is_dir() and p.name != RUNS_DIR]
+        return [TrialFolder(p) for p in sorted(self.root.iterdir()) if p.is_dir() and p.name not in (RUNS_DIR, AUDIT_DIR)]
 
     def legacy_folders(self) -> list[TrialFolder]:
         """Trial folders written by a kbench without trial identities (no identity.json)."""
@@ -140,6 +141,10 @@ class RunStore:
             done = [f for f in candidates if f.status() in Status.DONE]
             folders.append((done or candidates or [None])[0])
         return folders
+
+    def audit_dir(self, trials: list[TrialConfig]) -> Path:
+        """Where `kbench audit` of the run of these trials writes (label issues, thumbnails)."""
+        return self.root / AUDIT_DIR / plan_key(trials)
 
     def best_trial(self, trials: list[TrialConfig]) -> TrialFolder | None:
         """The run's best trial as its record names it."""

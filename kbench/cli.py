@@ -385,6 +385,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     plan = audit.fold_plan(experiment, _overrides(args), args.logs_dir, configured_backend(), args.folds)
     print(f"kbench: audit: {args.folds} folds of {plan.recipe_note}", flush=True)
     outcome = _train(plan.experiment, plan.overrides, args, verbose=1, command=_command("audit", args))
+    print(f"kbench: fold trials: trained {outcome.trained}, reused {outcome.skipped} finished, failed {len(outcome.failed)}")
     if outcome.failed:
         print(f"kbench: error: {len(outcome.failed)} fold trial(s) failed: {', '.join(outcome.failed)}; run the "
               "same command again to retry them", file=sys.stderr)

@@ -34,6 +34,8 @@ from kbench.atomic import read_json, write_bytes_atomic, write_text_atomic
 from kbench.config import Experiment, Overrides, TrialConfig, looks_like_path, resolve_trials
 from kbench.errors import KbenchError
 from kbench.results import plots
+from kbench.reports.gallery import gallery_section
+from kbench.reports.label_audit import audit_section
 from kbench.reports.tables import markdown_table, styled_comparison, styled_per_class, styled_results
 from kbench.results.store import RunStore, backends_with_results, run_name
 from kbench.results.table import results_table, study_datasets
@@ -164,6 +166,7 @@ class Report:
     grid_keys: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)  # as the trials name them (registered names or full paths)
     published_note: str = ""  # why the study's figures are left out, when they are
+    sections: list = field(default_factory=list)  # sections of their own modules (kbench.reports.label_audit.Section)
 
     @property
     def title(self) -> str:
@@ -258,6 +261,7 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path)
         report.comparison_pictures.append(Picture.from_figure(figure, report.run_dir / BACKENDS_FILE, title))
     if (report.run_dir / COMPARE_FILE).exists():
         report.comparison_pictures.append(Picture.from_file(report.run_dir / COMPARE_FILE, "kbench compare"))
+    best_folders, audit_dirs = {}, {}
     for backend in backends:
         store = RunStore(logs_dir, run, backend)
         report.curves += training_curves(store, plan.trials, plan.grid_keys)
@@ -266,6 +270,10 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path)
         best = best_trial(backend, folder) if folder is not None else None
         if best is not None:
             report.best_trials.append(best)
+            best_folders[backend] = folder
+        audit_dirs[backend] = store.audit_dir(plan.trials)
+    report.sections = [section for section in (gallery_section(best_folders, thumbnail_uri),
+                                               audit_section(audit_dirs, thumbnail_uri)) if section is not None]
     return report
 
 
@@ -320,6 +328,7 @@ def render_html(report: Report) -> str:
         comparison_pictures=report.comparison_pictures,
         curves=report.curves,
         best_trials=[dashboard(best) for best in report.best_trials],
+        sections=report.sections,
     )
 
 
@@ -368,6 +377,8 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         gallery = TrialFolder(out_dir / best.backend / best.trial).evaluation_file(Evaluation.GALLERY_PNG)
         if gallery.exists():
             lines += [image(Picture.from_file(gallery, "misclassified test images")), ""]
+    for section in report.sections:
+        lines += [f"## {section.title}", "", section.markdown, ""]
     return "\n".join(lines)
 
 

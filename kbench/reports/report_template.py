@@ -51,7 +51,8 @@ table.sortable thead th[data-order=desc]::after { content: " \\25BC"; }
 <p class="note">Generated {{ generated }} from <code>{{ run_dir }}</code>. Data: {{ datasets | join(", ") }}.
 Backends: {{ backends | join(", ") }}.</p>
 <nav><a href="#results">Results</a><a href="#backends">Backends</a><a href="#curves">Training curves</a>
-{% for best in best_trials %}<a href="#best-{{ best.backend }}">Best trial ({{ best.backend }})</a>{% endfor %}</nav>
+{% for best in best_trials %}<a href="#best-{{ best.backend }}">Best trial ({{ best.backend }})</a>{% endfor %}
+{% for section in sections %}<a href="#{{ section.id }}">{{ section.title }}</a>{% endfor %}</nav>
 
 <h2 id="results">Results</h2>
 <p class="note">One row per grid point and backend; click a column header to sort. The settings, backend, status
@@ -110,6 +111,10 @@ KERAS_BACKEND (or <code>kbench compare</code>) to compare backends here.</p>
 </div>
 </section>
 {% endif %}
+{% endfor %}
+
+{% for section in sections %}<h2 id="{{ section.id }}">{{ section.title }}</h2>
+<section id="section-{{ section.id }}">{{ section.html | safe }}</section>
 {% endfor %}
 
 <script>

@@ -58,6 +58,7 @@ class Evaluation:
     PREDICTIONS = "predictions.csv"  # every test image: true, predicted, confidence
     MISCLASSIFIED = "misclassified.csv"
     THUMBNAILS = "thumbnails.npz"  # the most confident mistakes' images, for the report
+    GALLERY_THUMBNAILS = "gallery_thumbnails.npz"  # test images right and wrong, for the report's gallery (S4)
     CONFUSION_CSV = "confusion_matrix.csv"
     CONFUSION_PNG = "confusion_matrix.png"
     PER_CLASS_CSV = "per_class.csv"

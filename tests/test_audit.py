@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import keras
 import numpy as np
@@ -105,8 +104,11 @@ def flipped_digits(seed: int = 0):
     return dataclasses.replace(data, name="digits_flipped", y_train=given), flipped
 
 
-@pytest.mark.skipif(keras.backend.backend() != FULL_BACKEND and not os.environ.get("KBENCH_AUDIT_ALL"),
-                    reason=f"the end-to-end audit runs on {FULL_BACKEND} in CI (KBENCH_AUDIT_ALL=1 for every backend)")
+# In CI on FULL_BACKEND only; on the others among the slow tests (-m slow).
+SLOW_ELSEWHERE = pytest.mark.slow if keras.backend.backend() != FULL_BACKEND else pytest.mark.usefixtures()
+
+
+@SLOW_ELSEWHERE
 def test_audit_finds_seeded_label_flips(tmp_path, capsys, monkeypatch):
     data, flipped = flipped_digits()
     monkeypatch.setitem(DATASETS._items, "digits_flipped", lambda data_dir: data)  # a test-only data set

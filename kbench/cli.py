@@ -35,6 +35,24 @@ def _add_overrides(parser: argparse.ArgumentParser, experiment_required: bool = 
                         help=f"results folder (default: ${LOGS_DIR_ENV} or ./logs)")
 
 
+def _add_ray_flags(parser: argparse.ArgumentParser) -> None:
+    """--workers, --address and the per-trial resources: trials in parallel on Ray (run, audit)."""
+    scale = parser.add_argument_group("parallel trials on Ray (pip install 'kbench[ray]')")
+    scale.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="train N trials at a time, each in its own process, on a local Ray instance "
+                       "(started and stopped by kbench) or the cluster --address names")
+    scale.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                       help="join a running Ray cluster (`ray start --head` on one machine); the logs folder must "
+                       "be shared storage at the same path on every node")
+    scale.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="C",
+                       help="CPUs reserved per trial; its TensorFlow, PyTorch and XLA thread pools are sized to it (default 1)")
+    scale.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="G",
+                       help="GPUs per trial; a fraction (0.25) lets small models share a GPU (default 0)")
+    scale.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
+                       help="asha: Ray Tune's ASHA stops unpromising trials on their validation accuracy "
+                       "(recorded as stopped_early); fifo: every trial runs to the end (default)")
+
+
 REFERENCE = "docs/commands.md"  # the full reference, a path in the kbench repository (there is no web copy)
 
 
@@ -78,20 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "hash; trials from before kbench recorded the hash count as another version). Without it they "
                      "are reused, with a note. Each retrains into a new folder beside the old one, whose result "
                      "stays in use until the new one has finished (then it is kept, marked superseded)")
-    scale = run.add_argument_group("parallel trials on Ray (pip install 'kbench[ray]')")
-    scale.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="train N trials at a time, each in its own process, on a local Ray instance "
-                       "(started and stopped by kbench) or the cluster --address names")
-    scale.add_argument("--address", default=None, metavar="auto|HOST:PORT",
-                       help="join a running Ray cluster (`ray start --head` on one machine); the logs folder must "
-                       "be shared storage at the same path on every node")
-    scale.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="C",
-                       help="CPUs reserved per trial; its TensorFlow, PyTorch and XLA thread pools are sized to it (default 1)")
-    scale.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="G",
-                       help="GPUs per trial; a fraction (0.25) lets small models share a GPU (default 0)")
-    scale.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
-                       help="asha: Ray Tune's ASHA stops unpromising trials on their validation accuracy "
-                       "(recorded as stopped_early); fifo: every trial runs to the end (default)")
+    _add_ray_flags(run)
 
     data = commands.add_parser("data", help="check image-file data sets, or generate the offline study data sets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -169,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="draw this accuracy (a fraction, e.g. 0.94) on the time-to-accuracy chart, and give "
                         "per backend the seeds that reached it and the training time to it, compile time apart")
     deploy_cli.add_commands(commands, _add_overrides)  # predict, export
+    audit = commands.add_parser("audit", help="find likely label errors in an experiment's training images: K fold "
+                                "trials of its recipe give out-of-fold probabilities, cleanlab ranks the suspects")
+    _add_overrides(audit)
+    audit.add_argument("--data-dir", type=Path, default=None, help="as for `kbench run`")
+    audit.add_argument("--folds", type=int, default=5, metavar="K", help="cross-validation folds (default 5)")
+    audit.add_argument("--write-corrected", type=Path, default=None, metavar="FILE",
+                       help="also write corrected labels to FILE (new): for a Roboflow export a copy of its "
+                       "_classes.csv with the suspects relabelled, for a folder tree a move list (CSV from,to); "
+                       "the data set itself is never changed")
+    _add_ray_flags(audit)
     models = commands.add_parser("models", help="list the registered models: parameters, GMACs per image, description")
     models.add_argument("names", nargs="*", metavar="MODEL", help="models to show (default: all; building them all takes a while)")
     models.add_argument("--input-shape", default="32,32,3", help="HEIGHT,WIDTH,CHANNELS the models are built for (default 32,32,3)")
@@ -196,30 +211,8 @@ def _overrides(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from kbench.experiments import load_experiment
 
-    from kbench.config import resolve_trials
-
     experiment = load_experiment(args.experiment)
-    overrides = _overrides(args)
-    if args.workers is not None or args.address is not None:
-        # The Ray driver imports no Keras backend: it would take GPU memory that the trials need (kbench.ray_runner).
-        from kbench.ray_runner import RayOptions, cache_catalogue_off_devices, configured_backend, run_on_ray
-
-        cache_catalogue_off_devices()
-        resolve_trials(experiment, overrides)  # a bad key or value fails here, before Ray starts
-        options = RayOptions(1 if args.workers is None else args.workers, args.cpus_per_trial, args.gpus_per_trial, args.address, args.scheduler)
-        outcome = run_on_ray(experiment, overrides, args.logs_dir, args.data_dir, configured_backend(), options,
-                             verbose=args.verbose, command=_command("run", args), retrain_older=args.retrain_older)
-    else:
-        resolve_trials(experiment, overrides)  # a bad key or value fails here, before Keras and its backend load
-        import keras
-
-        from kbench.runner import run_experiment
-        from kbench.training.environment import accelerator
-
-        print(f"kbench: backend {keras.backend.backend()} on {accelerator()} (keras {keras.__version__}; "
-              "set KERAS_BACKEND to change)", flush=True)
-        outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=args.verbose,
-                                 command=_command("run", args), retrain_older=args.retrain_older)
+    outcome = _train(experiment, _overrides(args), args, verbose=args.verbose, command=_command("run", args))
     print(f"kbench: trained {outcome.trained}, skipped {outcome.skipped} finished, failed {len(outcome.failed)}")
     if outcome.best_trial is not None:
         print(f"kbench: best trial {outcome.best_trial.name} (evaluation in {outcome.best_trial.evaluation_dir})")
@@ -230,6 +223,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.evaluation_error:
         print(f"kbench: error: {outcome.evaluation_error}", file=sys.stderr)
     return 1 if outcome.failed or outcome.evaluation_error else 0
+
+
+def _train(experiment, overrides, args: argparse.Namespace, verbose: int, command: str):
+    """Train the run's unfinished trials, here or on Ray (--workers/--address); its RunOutcome."""
+    from kbench.config import resolve_trials
+
+    if args.workers is not None or args.address is not None:
+        # The Ray driver imports no Keras backend: it would take GPU memory that the trials need (kbench.ray_runner).
+        from kbench.ray_runner import RayOptions, cache_catalogue_off_devices, configured_backend, run_on_ray
+
+        cache_catalogue_off_devices()
+        resolve_trials(experiment, overrides)  # a bad key or value fails here, before Ray starts
+        options = RayOptions(1 if args.workers is None else args.workers, args.cpus_per_trial, args.gpus_per_trial, args.address, args.scheduler)
+        outcome = run_on_ray(experiment, overrides, args.logs_dir, args.data_dir, configured_backend(), options,
+                             verbose=verbose, command=command, retrain_older=getattr(args, "retrain_older", False))
+    else:
+        resolve_trials(experiment, overrides)  # a bad key or value fails here, before Keras and its backend load
+        import keras
+
+        from kbench.runner import run_experiment
+        from kbench.training.environment import accelerator
+
+        print(f"kbench: backend {keras.backend.backend()} on {accelerator()} (keras {keras.__version__}; "
+              "set KERAS_BACKEND to change)", flush=True)
+        outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=verbose, command=command,
+                                 retrain_older=getattr(args, "retrain_older", False))
+    return outcome
 
 
 def _command(name: str, args: argparse.Namespace) -> str:
@@ -373,6 +393,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """`kbench audit`: K fold trials of the run's recipe (trained, resumed or reused), then cleanlab's label issues."""
+    from kbench.config import resolve_trials
+    from kbench.data import load_dataset
+    from kbench.experiments import load_experiment
+    from kbench.ray_runner import configured_backend
+    from kbench.results import label_issues as audit
+
+    if args.write_corrected is not None and args.write_corrected.exists():
+        raise KbenchError(f"--write-corrected {args.write_corrected}: already exists; name a new file")
+    experiment = load_experiment(args.experiment)
+    plan = audit.fold_plan(experiment, _overrides(args), args.logs_dir, configured_backend(), args.folds)
+    print(f"kbench: audit: {args.folds} folds of {plan.recipe_note}", flush=True)
+    outcome = _train(plan.experiment, plan.overrides, args, verbose=1, command=_command("audit", args))
+    print(f"kbench: fold trials: trained {outcome.trained}, reused {outcome.skipped} finished, failed {len(outcome.failed)}")
+    if outcome.failed:
+        print(f"kbench: error: {len(outcome.failed)} fold trial(s) failed: {', '.join(outcome.failed)}; run the "
+              "same command again to retry them", file=sys.stderr)
+        return 1
+    recipe = plan.recipe
+    data = load_dataset(recipe.dataset, args.data_dir, skip_bad=recipe.skip_bad, multi_label=recipe.multi_label,
+                        split_fractions=recipe.split_fractions)
+    train = data.subset(recipe.train_subset, None).train
+    folders = outcome.store.run_folders(resolve_trials(plan.experiment, plan.overrides).trials)
+    probabilities = audit.out_of_fold(folders, len(train))
+    issues = audit.find_issues(train.labels, probabilities, data.class_names, audit.image_paths(train))
+    record = {"experiment": experiment.name, "backend": outcome.store.backend, "folds": args.folds,
+              "recipe": recipe.to_dict(), "recipe_note": plan.recipe_note, "n_images": len(train),
+              "class_names": list(data.class_names), "fold_trials": [f.name for f in folders if f is not None],
+              "out_of_fold_accuracy": float((probabilities.argmax(axis=1) == train.labels).mean())}
+    path = audit.write_audit(plan.audit_dir, issues, train, record)
+    print("\n".join(audit.summary_lines(issues, len(train))))
+    print(f"kbench: wrote {path} (worst first); `{_command('report', args)}` shows them")
+    if args.write_corrected is not None:
+        written = audit.write_corrections(issues, data.class_names, args.write_corrected)
+        print(f"kbench: wrote {args.write_corrected}: {written}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from kbench.reports.model_table import format_model_table, model_table, parse_input_shape
 
@@ -427,7 +486,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 COMMANDS = {
     "list": cmd_list, "run": cmd_run, "results": cmd_results, "compare": cmd_compare, "bench": cmd_bench,
     "efficiency": cmd_efficiency, "models": cmd_models, "report": cmd_report, "tensorboard": cmd_tensorboard,
-    "data": cmd_data,
+    "data": cmd_data, "audit": cmd_audit,
     "predict": lambda args: deploy_cli.cmd_predict(args, _overrides(args)),
     "export": lambda args: deploy_cli.cmd_export(args, _overrides(args)),
 }

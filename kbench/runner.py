@@ -174,7 +174,8 @@ def finish_run(run: PreparedRun, outcome: RunOutcome) -> RunOutcome:
     outcome.best_trial = best_finished(standing)
     if outcome.best_trial is not None:
         config = run.plan.trials[standing.index(outcome.best_trial)]
-        outcome.evaluation_error = _evaluate(config, outcome.best_trial, run.datasets[data_key(config)].data)
+        if not config.cv_folds:  # kbench audit's fold trials need no evaluation
+            outcome.evaluation_error = _evaluate(config, outcome.best_trial, run.datasets[data_key(config)].data)
     run.store.write_run(run.plan.trials, run.record | {
         "best_trial": outcome.best_trial.name if outcome.best_trial else None, "updated": _now()})
     return outcome

@@ -342,3 +342,19 @@ def test_a_wide_table_keeps_its_key_columns_in_view_at_1280_px(browser, symbols_
             assert [cell["text"] for cell in rects(browser, header) if cell["shown"]] == shown
     finally:
         browser.set_window_size(1280, 1000)
+
+
+def test_the_gallery_shows_right_and_wrong_test_images_with_their_labels(run_dir):
+    """S4's picture: the best trial's test images, predicted and true labels, right ones and wrong ones."""
+    page = (run_dir / "report.html").read_text()
+    gallery = page[page.index('<section id="section-gallery">'):]
+    gallery = gallery[:gallery.index("</section>")]
+    predictions = pd.read_csv(best_trial_dir(run_dir) / "evaluation" / "predictions.csv", dtype={"true": str, "predicted": str})
+    cards = re.findall(r'alt="test image (\d+)">.*?<strong style="color: (\w+)">([^<]*)</strong>\s*<br>\(true ([^)]*)\)',
+                       gallery, re.S)
+    assert {color for _, color, _, _ in cards} == {"darkgreen", "firebrick"}  # both right and wrong
+    for index, color, predicted, true in cards:
+        row = predictions.iloc[int(index)]
+        assert (predicted, true) == (row["predicted"], row["true"])
+        assert (color == "darkgreen") == bool(row["correct"])
+    assert "## Test images: predicted and true labels" in (run_dir / "report.md").read_text()

@@ -88,6 +88,10 @@ class TrialConfig:
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)  # train/val/test of a tree without split folders
     group_by: str | None = None  # regex on test file names: metrics for matching files and for the rest
     group_names: tuple[str, ...] = ("match", "rest")  # names of those two groups in the results
+    # kbench audit (kbench.training.audit): with cv_folds=K, the trial holds out fold cv_fold of K (stratified,
+    # seeded) of the training split as its test set and saves its predicted probabilities; 0 = off
+    cv_folds: int = 0
+    cv_fold: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,6 +138,8 @@ ADDED_SETTINGS: dict[str, Any] = {
     "test_every_epoch": False,
     "precision": "float32",
     "drop_last_batch": False,
+    "cv_folds": 0,
+    "cv_fold": 0,
 }
 
 

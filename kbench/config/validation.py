@@ -36,6 +36,9 @@ def validate(config: TrialConfig) -> None:
         if getattr(config, key) < 1:
             raise KbenchError(f"{key}={getattr(config, key)} must be at least 1")
     _check_optimizer_numbers(config)
+    if config.cv_folds == 1 or config.cv_folds < 0 or not 0 <= config.cv_fold < max(config.cv_folds, 1):
+        raise KbenchError(f"cv_folds={config.cv_folds}, cv_fold={config.cv_fold}: cv_folds is 0 (off) or at least 2, "
+                          "and cv_fold one of 0..cv_folds-1")
     if not 0 <= config.validation_split < 1:
         raise KbenchError(f"validation_split={config.validation_split} must be in [0, 1)")
     for key, annotation in CONFIG_FIELDS.items():  # the settings typed as a Literal of their allowed values

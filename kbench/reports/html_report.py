@@ -39,7 +39,9 @@ from kbench.results import plots
 from kbench.reports import grid_effects
 from kbench.reports.accuracy_over_time import AccuracyOverTime, accuracy_over_time
 from kbench.reports.backends import BackendComparison, backend_results, display_table
+from kbench.reports.gallery import gallery_section
 from kbench.reports.grid_effects import GridEffects
+from kbench.reports.label_audit import audit_section
 from kbench.reports.pictures import Picture, png_data_uri
 from kbench.reports.tables import markdown_table, styled_per_class, styled_results
 from kbench.results.store import RunStore, backends_with_results, run_name, run_plan
@@ -123,6 +125,7 @@ class Report:
     datasets: list[str] = field(default_factory=list)  # as the trials name them (registered names or full paths)
     published_note: str = ""  # why the study's figures are left out, when they are
     code_note: str = ""  # which results another kbench version trained, and how to train them again
+    sections: list = field(default_factory=list)  # sections of their own modules (kbench.reports.label_audit.Section)
 
     @property
     def title(self) -> str:
@@ -217,6 +220,7 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path,
     compared = RunFolder(logs_dir, run).comparison_png  # `kbench compare`'s chart, shown when it ran
     if compared.exists():
         report.comparison_pictures.append(Picture.from_file(compared, "kbench compare"))
+    best_folders, audit_dirs = {}, {}
     for backend, store in stores.items():
         report.curves += training_curves(backend, plan.trials, folders[backend], plan.grid_keys)
         # The run's record names its best trial; without one (this grid never ran as one run), the best of its trials.
@@ -224,6 +228,10 @@ def collect_report(experiment: Experiment, overrides: Overrides, logs_dir: Path,
         best = best_trial(backend, folder) if folder is not None else None
         if best is not None:
             report.best_trials.append(best)
+            best_folders[backend] = folder
+        audit_dirs[backend] = store.audit_dir(plan.trials)
+    report.sections = [section for section in (gallery_section(best_folders, thumbnail_uri),
+                                               audit_section(audit_dirs, thumbnail_uri)) if section is not None]
     return report
 
 
@@ -303,6 +311,7 @@ def render_html(report: Report) -> str:
         if report.over_time is not None and not report.over_time.table.empty else "",
         curves=report.curves,
         best_trials=[dashboard(best) for best in report.best_trials],
+        sections=report.sections,
     )
 
 
@@ -371,6 +380,8 @@ def render_markdown(report: Report, out_dir: Path) -> str:
         gallery = TrialFolder(out_dir / best.backend / best.trial).evaluation_file(Evaluation.GALLERY_PNG)
         if gallery.exists():
             lines += [image(Picture.from_file(gallery, "misclassified test images")), ""]
+    for section in report.sections:
+        lines += [f"## {section.title}", "", section.markdown, ""]
     return "\n".join(lines)
 
 

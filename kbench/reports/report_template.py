@@ -55,7 +55,8 @@ ul.effects { font-variant-numeric: tabular-nums; }
 Backends: {{ backends | join(", ") }}.</p>
 <nav><a href="#results">Results</a><a href="#grid-effects">Grid effects</a><a href="#backends">Backends</a>
 <a href="#time-to-accuracy">Time to accuracy</a><a href="#curves">Training curves</a>
-{% for best in best_trials %}<a href="#best-{{ best.backend }}">Best trial ({{ best.backend }})</a>{% endfor %}</nav>
+{% for best in best_trials %}<a href="#best-{{ best.backend }}">Best trial ({{ best.backend }})</a>{% endfor %}
+{% for section in sections %}<a href="#{{ section.id }}">{{ section.title }}</a>{% endfor %}</nav>
 
 <h2 id="results">Results</h2>
 <p class="note">One row per grid point and backend; click a column header to sort. The settings, backend, status
@@ -154,6 +155,10 @@ and backend.{% if over_time.target is not none %} Dashed: the target {{ over_tim
 </div>
 </section>
 {% endif %}
+{% endfor %}
+
+{% for section in sections %}<h2 id="{{ section.id }}">{{ section.title }}</h2>
+<section id="section-{{ section.id }}">{{ section.html | safe }}</section>
 {% endfor %}
 
 <script>

@@ -39,6 +39,7 @@ from kbench.errors import KbenchError
 from kbench.results.trial_folder import Status, TrialFolder
 
 RUNS_DIR = "runs"
+AUDIT_DIR = "label_audit"  # kbench audit's outputs, per audited run: label_audit/<plan key>/
 DATA_KEY_LENGTH = 6
 
 
@@ -176,7 +177,7 @@ class RunStore:
         """Every trial folder of this experiment on this backend (legacy ones included), by name."""
         if not self.root.is_dir():
             return []
-        return [TrialFolder(p) for p in sorted(self.root.iterdir()) if p.is_dir() and p.name != RUNS_DIR]
+        return [TrialFolder(p) for p in sorted(self.root.iterdir()) if p.is_dir() and p.name not in (RUNS_DIR, AUDIT_DIR)]
 
     def legacy_folders(self) -> list[TrialFolder]:
         """Trial folders written by a kbench without trial identities (no identity.json)."""
@@ -240,6 +241,10 @@ class RunStore:
             chosen = (done or candidates or [None])[0]
             folders.append(self.standing(chosen) if chosen is not None else None)
         return folders
+
+    def audit_dir(self, trials: list[TrialConfig]) -> Path:
+        """Where `kbench audit` of the run of these trials writes (label issues, thumbnails)."""
+        return self.root / AUDIT_DIR / plan_key(trials)
 
     def best_trial(self, trials: list[TrialConfig]) -> TrialFolder | None:
         """The run's best trial as its record names it."""

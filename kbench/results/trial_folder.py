@@ -11,6 +11,7 @@ read, listed, locked and cleaned up.
       backup/            resume state while the trial runs (its inside: kbench.training.checkpoints)
       classes.json       label order of the model's outputs
       skipped.csv        files --skip-bad left out
+      oof_probabilities.npz  cv_folds trials (kbench audit): the held-out training rows and their probabilities
       error.txt          why the last attempt failed
       metrics.json       final numbers: written last, atomically; the trial is finished once it exists
       evaluation/        the best trial's evaluation (summary.json written last)
@@ -40,6 +41,7 @@ BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 CLASSES_FILE = "classes.json"
 SKIPPED_FILE = "skipped.csv"
+OUT_OF_FOLD_FILE = "oof_probabilities.npz"
 ERROR_FILE = "error.txt"
 METRICS_FILE = "metrics.json"
 EVALUATION_DIR = "evaluation"
@@ -56,6 +58,7 @@ class Evaluation:
     PREDICTIONS = "predictions.csv"  # every test image: true, predicted, confidence
     MISCLASSIFIED = "misclassified.csv"
     THUMBNAILS = "thumbnails.npz"  # the most confident mistakes' images, for the report
+    GALLERY_THUMBNAILS = "gallery_thumbnails.npz"  # test images right and wrong, for the report's gallery (S4)
     CONFUSION_CSV = "confusion_matrix.csv"
     CONFUSION_PNG = "confusion_matrix.png"
     PER_CLASS_CSV = "per_class.csv"
@@ -156,6 +159,27 @@ class TrialFolder:
         import pandas as pd
 
         write_text_atomic(self.skipped_file, pd.DataFrame(rows).to_csv(index=False))
+
+    def write_out_of_fold(self, rows, probabilities) -> None:
+        """A cross-validation fold's held-out training-split rows and their predicted class probabilities."""
+        import numpy as np
+
+        from kbench.atomic import atomic_path
+
+        with atomic_path(self.path / OUT_OF_FOLD_FILE) as temporary:
+            with open(temporary, "wb") as file:
+                np.savez_compressed(file, rows=np.asarray(rows, dtype=np.int64),
+                                    probabilities=np.asarray(probabilities, dtype=np.float32))
+
+    def read_out_of_fold(self):
+        """(rows, probabilities) as `write_out_of_fold` stored them; None when the trial wrote none."""
+        import numpy as np
+
+        path = self.path / OUT_OF_FOLD_FILE
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as stored:
+            return stored["rows"], stored["probabilities"]
 
     def finish(self, metrics: dict[str, Any], config: dict[str, Any], data_fingerprint: str) -> None:
         """Write metrics.json, the mark of a finished trial (and the one place it is written): `metrics` with

@@ -56,6 +56,8 @@ def evaluate_best(folder: TrialFolder, data, transform: ImageTransform, config, 
     write_text_atomic(out(Evaluation.MISCLASSIFIED), wrong.to_csv(index=False))
     save_thumbnails(load_images(test, transform, wrong["index"].to_numpy()[:MAX_THUMBNAILS]),
                     wrong["index"].to_numpy()[:MAX_THUMBNAILS], out(Evaluation.THUMBNAILS))
+    gallery = gallery_rows(predictions)
+    save_thumbnails(load_images(test, transform, gallery), gallery, out(Evaluation.GALLERY_THUMBNAILS))
     shown = wrong.head(GALLERY_SIZE)
     plots.save(
         plots.gallery_figure(
@@ -75,6 +77,13 @@ def evaluate_best(folder: TrialFolder, data, transform: ImageTransform, config, 
     }
     write_json_atomic(out(Evaluation.SUMMARY), summary)
     return summary
+
+
+def gallery_rows(predictions, each: int = PICTURE_COUNT) -> np.ndarray:
+    """S4's picture in the report: the first `each` right and the first `each` wrong test images, in test order."""
+    right = predictions.loc[predictions["correct"], "index"].to_numpy()[:each]
+    wrong = predictions.loc[~predictions["correct"], "index"].to_numpy()[:each]
+    return np.sort(np.concatenate([right, wrong])).astype(np.int64)
 
 
 def batch_pictures(data, transform: ImageTransform, config, y_pred: np.ndarray, folder: TrialFolder) -> None:

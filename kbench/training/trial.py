@@ -36,6 +36,7 @@ from kbench.training.tensorboard import EpochSummaries
 from kbench.training.lookahead import SCHEDULES as LOOKAHEAD_SCHEDULES, Lookahead
 from kbench.training.recipe import alternates_flips, freeze_backbone, learning_rate, with_augmentation
 from kbench.training.tta import with_tta
+from kbench.training import audit
 from kbench.training.weight_decay import apply_coupled_weight_decay
 from kbench.models.whitening import WHITENING_IMAGES, initialise_whitening, whitening_layers
 from kbench.training.interrupt import StopOnInterrupt, stop_after_batch
@@ -106,7 +107,7 @@ def prepared(data: Dataset, config: TrialConfig) -> tuple[Dataset, ImageTransfor
     In-memory images are resized once up front; image files are decoded and
     resized per batch (to 224 unless image_size says otherwise).
     """
-    data = data.subset(config.train_subset, config.test_subset)
+    data = audit.fold_of(data.subset(config.train_subset, config.test_subset), config)  # cv_folds: a fold as test set
     if config.group_by is not None and not isinstance(data, FileDataset):
         raise KbenchError(f"group_by={config.group_by!r} matches file names, but {data.name} is not a data set of image files")
     if isinstance(data, FileDataset):
@@ -181,6 +182,7 @@ def train_trial(
     folder.start(identity, config.to_dict(), describe_environment())
     set_random_seed(config.seed)  # without importing TensorFlow on JAX and PyTorch
 
+    held_out = audit.held_out_of(data, config) if config.cv_folds else None
     data, transform = prepared(data, config)
     folder.write_classes(data.class_names)
     record_skipped(data, folder)
@@ -244,6 +246,8 @@ def train_trial(
     with EnergyMeter() as test_energy, PeakMemory() as test_memory:  # the test set, predicted once
         logits = predict_logits(evaluated, data.test, transform, config.batch_size)
     test = test_results(config, loss, data.test.labels, logits, data.class_names)
+    if held_out is not None:  # kbench audit: the fold's out-of-fold probabilities, by training-split row
+        folder.write_out_of_fold(held_out, audit.probabilities(logits, config.from_logits))
     accelerator_mb, accelerator_note = peak_accelerator_memory_mb()
     trained_images = epoch_images * (config.epochs - first_epoch)
     return (

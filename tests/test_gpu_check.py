@@ -55,7 +55,8 @@ def test_gpu_check_dry_run_measures_keras_and_native_and_trains(tmp_path):
             assert row["MFU"] == "-" and row["MFU basis"] == "n/a: a CPU"  # no MFU on a CPU, with the reason
         else:  # a GPU: a figure against a named peak, or the reason there is none
             assert row["MFU"].endswith("%") or row["MFU basis"].startswith("n/a: '")
-    assert ("NCHW" in rows["native"]["settings"]) == (BACKEND == "torch" and on_cpu)  # channels_last on a GPU bf16
+    native = rows["native"]["settings"]  # float32: NCHW on PyTorch (channels_last is for bf16 on a GPU)
+    assert ("NCHW" in native) == (BACKEND == "torch") and ("cudnn.benchmark" in native) == (BACKEND == "torch" and not on_cpu)
     assert number(rows["keras"]["feed efficiency"]) > 0 and number(rows["keras"]["Keras / native"]) > 0
     (run,) = next(rows for title, rows in sections.items() if title.startswith("Short real run"))
     assert run["backend"] == BACKEND and 0 <= number(run["test accuracy"]) <= 1 and run["note"] == ""

@@ -102,10 +102,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=240, help="seconds one measurement may take (default 240)")
     parser.add_argument("--parts", help=f"comma-separated, from {','.join(PARTS)} (default "
                         f"{','.join(DEFAULT_PARTS)}; with --dry-run {','.join(DRY_PARTS)})")
-    parser.add_argument("--budget", type=float, default=540,
-                        help="seconds the whole check may take (default 540: inside a 10-minute command limit)")
+    parser.add_argument("--budget", type=float,
+                        help="seconds the whole check may take (default 540: inside a 10-minute command limit; "
+                        "with --dry-run 3600, for slow, loaded CPUs)")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.budget is None:
+        args.budget = 3600 if args.dry_run else 540
     parts = args.parts or ",".join(DRY_PARTS if args.dry_run else DEFAULT_PARTS)
     args.parts = [p.strip() for p in parts.split(",") if p.strip()]
     for option, given, known in (("--backends", args.backends, BACKENDS), ("--parts", args.parts, PARTS)):

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # One-shot GPU check of kbench on JAX and PyTorch (benchmarks/gpu_check.py says what it measures).
 #
-#   benchmarks/gpu_check.sh --prepare DIR   # on a machine with a package index: fill DIR (about 25 MB)
-#   DIR/gpu_check.sh DIR [--out FILE]       # on the GPU machine: offline, from DIR alone (< 8 min on an H100/H200)
+#   benchmarks/gpu_check.sh --prepare DIR   # on a machine with a package index: fill DIR (about 22 MB)
+#   DIR/gpu_check.sh DIR [--parts P] [--out FILE]   # on the GPU machine: offline, from DIR alone
+#   DIR/gpu_check.sh DIR --dry-run [--backends jax] # the same install path, tiny sizes (a rehearsal on a CPU)
 #   benchmarks/gpu_check.sh --dry-run [--backends jax] [--out FILE]   # any machine: tiny sizes, this Python's kbench
 #
+# Parts (--parts, comma-separated): resnet (Keras against native ResNet-18 steps: JAX jitted, PyTorch eager),
+# compile (PyTorch with torch.compile on both sides), run (a short real kbench run), speedrun (time to 94 %).
+# Default: resnet,speedrun, under 9 minutes on an H100; each part alone under 5 minutes. Every row is
+# appended to the output file as soon as it is measured; --budget SECONDS (default 540) caps the whole check.
+#
 # The GPU machine's Python must already have PyTorch and JAX with CUDA (and numpy, pandas, scikit-learn,
-# matplotlib, pillow, h5py, ml-dtypes, rich, absl-py, tensorboard, jinja2, tabulate, filelock, protobuf, as
-# CUDA images usually do); no TensorFlow, Keras or internet needed. DIR holds the rest: wheels of kbench,
-# Keras and the few packages such images lack (WHEELS below), and CIFAR-10 (cifar10-jpeg.tar.gz). They are
-# installed into a temporary folder on PYTHONPATH, so the machine's Python is left as it was.
+# matplotlib, pillow, h5py, ml-dtypes, rich, absl-py, tensorboard, jinja2, tabulate, filelock, protobuf,
+# tqdm, as the device machines' image has); no TensorFlow, Keras or internet needed. DIR holds the rest:
+# wheels of kbench, Keras and the packages that image lacks (WHEELS below), and CIFAR-10
+# (cifar10-jpeg.tar.gz). They are installed with pip --no-index --no-deps into a temporary folder on
+# PYTHONPATH, so the machine's Python is left as it was. Decoded data is cached in KBENCH_CACHE_DIR
+# (default /tmp/kbench-gpu-check-cache, kept between calls on the same machine).
 #
 # Environment: PYTHON (default python3), GPU_CHECK_PYTHON_VERSION (the GPU machine's Python, default 3.12),
 # KBENCH_DATA_DIR (where --prepare finds cifar10-jpeg.tar.gz; default ../shared/data beside the repository),
@@ -56,7 +64,7 @@ check() {
     trap 'rm -rf "$site"' EXIT
     "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --target "$site" "$dir"/wheels/*.whl
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" KBENCH_DATA_DIR="$dir/data"
-    export KBENCH_CACHE_DIR="${KBENCH_CACHE_DIR:-$site/cache}" TF_CPP_MIN_LOG_LEVEL=2
+    export KBENCH_CACHE_DIR="${KBENCH_CACHE_DIR:-/tmp/kbench-gpu-check-cache}" TF_CPP_MIN_LOG_LEVEL=2
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
     "$PYTHON" "$dir/gpu_check.py" "$@"
 }
@@ -64,6 +72,6 @@ check() {
 case "${1:-}" in
     --prepare) [[ $# -eq 2 ]] || { echo "usage: $0 --prepare DIR" >&2; exit 2; }; prepare "$2" ;;
     --dry-run) shift; exec "$PYTHON" "$HERE/gpu_check.py" --dry-run "$@" ;;
-    ""|-h|--help) sed -n '2,16p' "$0"; exit 2 ;;
+    ""|-h|--help) sed -n '2,26p' "$0"; exit 2 ;;
     *) check "$@" ;;
 esac

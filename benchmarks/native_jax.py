@@ -124,6 +124,8 @@ def main(argv=None) -> None:
             "native", "jax", args, len(data.x_train), seconds, losses, test_accuracy, use_jit,
             backend_version=jax.__version__,
             pool=args.pool,
+            settings=", ".join(["float32", "NHWC", "jax.jit, donated params/Adam state" if use_jit else "eager (op by op)",
+                                f"{args.pool} pooling"]),
         )
     )
 

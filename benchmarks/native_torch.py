@@ -3,9 +3,14 @@
     python benchmarks/native_torch.py --epochs 2
 
 Layout NCHW, PyTorch's own: the uint8 images are transposed once up front, as
-a PyTorch user would store them. Runs eagerly, as Keras's jit_compile='auto'
-does on PyTorch; --jit-compile true wraps the model in torch.compile.
-Prints images/s per epoch and one JSON line at the end.
+a PyTorch user would store them (`--channels-last` stores the model and each
+batch in channels_last memory format instead: faster with tensor cores under
+float16/bfloat16 on a GPU, not for this float32 model on a CPU, so off by
+default). Runs eagerly, as Keras's jit_compile='auto' does on PyTorch;
+--jit-compile true wraps the model in torch.compile. On a GPU (when PyTorch
+sees one, as Keras's PyTorch backend does) with `torch.backends.cudnn.benchmark`.
+Prints images/s per epoch and one JSON line at the end, whose `settings` names
+the settings in words.
 """
 
 from __future__ import annotations
@@ -56,8 +61,19 @@ class A3(nn.Module):
 
 
 def main(argv=None) -> None:
-    args = common.parse_args(__doc__.splitlines()[0], argv)
+    args = common.parse_args(
+        __doc__.splitlines()[0], argv,
+        lambda parser: parser.add_argument("--channels-last", action="store_true",
+                                           help="channels_last memory format (default NCHW)"),
+    )
     use_compile = common.resolve_jit(args.jit_compile, auto=False)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # cuDNN times its algorithms once per shape, then uses the fastest
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    settings = ", ".join(["float32", "channels_last" if args.channels_last else "NCHW",
+                          *(["cudnn.benchmark"] if device.type == "cuda" else []),
+                          "torch.compile" if use_compile else "eager"])
     torch.manual_seed(args.seed)
     data = common.load_cifar10(args.train_subset, args.test_subset)
     x_train = np.ascontiguousarray(data.x_train.transpose(0, 3, 1, 2))  # NHWC -> NCHW, once
@@ -66,6 +82,7 @@ def main(argv=None) -> None:
 
     model = A3()
     model.load_keras_layout(common.a3_initial_weights(args.seed))
+    model = model.to(device, memory_format=memory_format)
     # torch adds eps to the bias-corrected sqrt(v), Keras to the raw sqrt(v), so
     # early on Keras's effective eps is larger (3e-6 at step 1): steps of
     # weights with tiny gradients differ, and epoch losses in the 4th digit.
@@ -74,23 +91,26 @@ def main(argv=None) -> None:
     )
     forward = torch.compile(model) if use_compile else model
 
+    def on_device(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(images).to(device).contiguous(memory_format=memory_format)
+
     def train_epoch(epoch: int) -> float:
         model.train()
         losses, sizes = [], []
         for images, labels in common.epoch_batches(x_train, y_train, args.batch_size, args.seed, epoch):
-            loss = nn.functional.cross_entropy(forward(torch.from_numpy(images)), torch.from_numpy(labels))
+            loss = nn.functional.cross_entropy(forward(on_device(images)), torch.from_numpy(labels).to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
             sizes.append(len(labels))
-        return float(np.average(torch.stack(losses).numpy(), weights=sizes))
+        return float(np.average(torch.stack(losses).cpu().numpy(), weights=sizes))  # waits for the last step
 
     seconds, losses = common.train_epochs(train_epoch, len(x_train), args.epochs)
     model.eval()
     with torch.no_grad():
         batches = common.prediction_batches(x_test, args.batch_size)
-        predictions = [forward(torch.from_numpy(x)).argmax(-1).numpy() for x in batches]
+        predictions = [forward(on_device(x)).argmax(-1).cpu().numpy() for x in batches]
     test_accuracy = common.accuracy(np.concatenate(predictions), data.y_test)
     print(
         common.result_line(
@@ -104,6 +124,7 @@ def main(argv=None) -> None:
             use_compile,
             backend_version=torch.__version__,
             threads=torch.get_num_threads(),
+            settings=settings,
         )
     )
 

@@ -183,7 +183,7 @@ def _iter_images(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def _images_under(folder: Path) -> list[Path]:
+def images_under(folder: Path) -> list[Path]:
     """Image files at any depth below `folder`, sorted."""
     return sorted(_iter_images(folder))
 
@@ -270,7 +270,7 @@ class _Reader:
             csv_path = splits[split] / ROBOFLOW_CSV
             if not csv_path.is_file():
                 raise KbenchError(f"{csv_path}: missing; every split folder of a Roboflow export needs its {ROBOFLOW_CSV}")
-            header, rows = _read_csv(csv_path)
+            header, rows = read_classes_csv(csv_path)
             if class_names is None:
                 class_names = header
             elif sorted(header) != sorted(class_names):
@@ -353,7 +353,7 @@ class _Reader:
         class_names = [p.name for p in visible_children(splits["train"]) if p.is_dir()]
         if not class_names:
             raise KbenchError(f"{splits['train']}: holds no class folders; expected train/<class>/<image> or a {ROBOFLOW_CSV}")
-        empty = [c for c in class_names if not _images_under(splits["train"] / c)]
+        empty = [c for c in class_names if not images_under(splits["train"] / c)]
         if empty:
             raise KbenchError(f"{splits['train']}: class folder {empty[0]}/ holds no images; add images or remove the folder")
         labelled = {}
@@ -378,7 +378,7 @@ class _Reader:
         for index, class_name in enumerate(class_names):
             if not (folder / class_name).is_dir():
                 continue
-            for path in _images_under(folder / class_name):
+            for path in images_under(folder / class_name):
                 if self.image_ok(path):
                     result.files[str(_absolute(path))] = self.encode(index, len(class_names))
         return result
@@ -441,7 +441,7 @@ def _test_split(splits: dict[str, Path]) -> dict[str, Path]:
     raise KbenchError(f"{splits['train'].parent}: has train/ but no test/ or valid/ folder; add a test split")
 
 
-def _read_csv(csv_path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def read_classes_csv(csv_path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(class names, [(line number, cells)]) of a _classes.csv; the filename column comes first in each row."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as file:

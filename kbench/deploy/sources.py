@@ -13,9 +13,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbench.data.sources import (
-    ROBOFLOW_CSV, _images_under, _is_archive, _read_csv, default_extract_dir, extract_archive,
-)
+from kbench.data.archives import default_extract_dir, extract_archive, is_archive
+from kbench.data.sources import ROBOFLOW_CSV, images_under, read_classes_csv
 from kbench.errors import KbenchError
 
 
@@ -43,7 +42,7 @@ def list_sources(sources: list[str], class_names: list[str]) -> list[Entry]:
 def _entries(source: Path, shown: str, classes: set[str]) -> list[Entry]:
     if source.is_dir():
         return _folder_entries(source, shown, classes)
-    if source.is_file() and _is_archive(source):
+    if source.is_file() and is_archive(source):
         target = default_extract_dir(source)
         folder = extract_archive(source, target)  # the archive's single top folder, when it has one: named too
         return _folder_entries(folder, str(Path(shown) / folder.relative_to(target)), classes)
@@ -58,7 +57,7 @@ def _folder_entries(folder: Path, shown: str, classes: set[str]) -> list[Entry]:
     csv_labels = _roboflow_labels(folder)
     csv_folders = {Path(path).parent for path in csv_labels}
     # Files a CSV lists but that are missing are kept: their decode fails, and they are listed as skipped.
-    paths = sorted({*_images_under(folder), *map(Path, csv_labels)})
+    paths = sorted({*images_under(folder), *map(Path, csv_labels)})
     others: set[str] = set()
     entries = []
     for path in paths:
@@ -80,7 +79,7 @@ def _roboflow_labels(folder: Path) -> dict[str, str | None]:
     """Image path -> class for every file a _classes.csv below `folder` lists (None: no single class set)."""
     labels: dict[str, str | None] = {}
     for csv_path in sorted(folder.rglob(ROBOFLOW_CSV)):
-        header, rows = _read_csv(csv_path)  # checks the header and row lengths, as training does
+        header, rows = read_classes_csv(csv_path)  # checks the header and row lengths, as training does
         for _, cells in (row for row in rows if row[1][0].strip()):
             hot = [name for name, cell in zip(header, cells[1:]) if cell.strip() == "1"]
             labels[str(csv_path.parent / cells[0].strip())] = hot[0] if len(hot) == 1 else None

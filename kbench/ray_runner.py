@@ -69,6 +69,23 @@ class RayOptions:
             raise KbenchError(f"--gpus-per-trial {self.gpus_per_trial}: must be 0 or more (fractions share a GPU)")
         if self.scheduler not in SCHEDULERS:
             raise KbenchError(f"--scheduler {self.scheduler!r}: must be one of {', '.join(SCHEDULERS)}")
+        if self.address and self.address != "auto":
+            check_head_listens(self.address)
+
+
+def check_head_listens(address: str) -> None:
+    """Refuse a HOST:PORT where nothing accepts connections, at once and before any data is loaded: Ray itself
+    would retry it for minutes."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise KbenchError(f"--address {address!r}: give the head's HOST:PORT (as `ray start --head` prints it) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as error:
+        raise KbenchError(cluster_failure(
+            address, f"nothing accepts connections there ({error.strerror or error}): no Ray head was started at "
+            "that address, the port is not the one `ray start --head --port` was given, or the head does not "
+            "listen on that address (use the one `ray start --head` printed)")) from None
 
 
 @dataclass(frozen=True)
@@ -250,21 +267,7 @@ def _connect(ray, options: RayOptions, env: dict[str, str]) -> bool:
 def join_cluster(ray, address: str, runtime_env: dict[str, Any]) -> None:
     """ray.init() on the cluster at `address` ("auto" or HOST:PORT) that `ray start` started, with its token
     when this machine has one; a KbenchError of one line (the address, the likely cause, the command that
-    checks it) when that fails.
-
-    A HOST:PORT where nothing listens is refused at once: Ray itself would retry it for minutes."""
-    if address != "auto":
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise KbenchError(f"--address {address!r}: give the head's HOST:PORT (as `ray start --head` prints it) "
-                              "or auto")
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-        except OSError as error:
-            raise KbenchError(cluster_failure(address, f"nothing accepts connections there ({error.strerror or error}): "
-                                              "no Ray head was started at that address, the port is not the one "
-                                              "`ray start --head --port` was given, or the head does not listen on "
-                                              "that address (use the one `ray start --head` printed)")) from None
+    checks it) when that fails."""
     token = use_cluster_token()
     try:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)

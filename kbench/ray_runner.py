@@ -326,8 +326,11 @@ def failure_cause(address: str, error: BaseException, token: str | None) -> str:
 
 
 def cluster_failure(address: str, cause: str) -> str:
-    """One line: the address tried, the likely cause, and the command that checks the cluster from here."""
+    """One line: the address tried, the likely cause, and the command that checks the cluster from here (`ray
+    status` sends a token only in RAY_AUTH_MODE=token, so the command sets it where tokens are in play)."""
     check = "ray status" if address == "auto" else f"ray status --address {address}"
+    if cluster_token() or os.environ.get("RAY_AUTH_MODE", "").lower() == "token" or "token" in cause:
+        check = f"RAY_AUTH_MODE=token {check}"
     return f"could not join the Ray cluster at {address}: {cause}; check it from here with: {check}"
 
 

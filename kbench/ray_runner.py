@@ -308,7 +308,8 @@ def failure_cause(address: str, error: BaseException, token: str | None) -> str:
         chain.append(link)
         link = link.__cause__ or link.__context__
     text = " ".join(str(link) for link in chain)
-    if "AuthenticationError" in {type(link).__name__ for link in chain} or "InvalidAuthToken" in text or "authentication token" in text.lower():
+    refused = "AuthenticationError" in {type(link).__name__ for link in chain}
+    if refused or "InvalidAuthToken" in text or "authentication token" in text.lower():
         if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
             return ("the cluster uses token authentication but RAY_AUTH_MODE=disabled here: unset it, and give this "
                     "machine the head's token (see below)")

@@ -78,7 +78,8 @@ class Node:
         self.output = temp_dir / f"{name}.txt"
         with open(self.output, "w") as sink:
             self.process = subprocess.Popen(
-                [*prefix, str(Path(sys.executable).with_name("ray")), "start", "--block", "--num-cpus=1", "--num-gpus=0",
+                [*prefix, str(Path(sys.executable).with_name("ray")), "start", "--block", "--num-cpus=1",
+                 "--num-gpus=0",
                  "--object-store-memory=100000000", "--disable-usage-stats", f"--temp-dir={temp_dir}",
                  f"--dashboard-agent-listen-port={free_port()}", *args],
                 stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -68,6 +68,23 @@ class RayOptions:
             raise KbenchError(f"--gpus-per-trial {self.gpus_per_trial}: must be 0 or more (fractions share a GPU)")
         if self.scheduler not in SCHEDULERS:
             raise KbenchError(f"--scheduler {self.scheduler!r}: must be one of {', '.join(SCHEDULERS)}")
+        if self.address and self.address != "auto":
+            check_head_listens(self.address)
+
+
+def check_head_listens(address: str) -> None:
+    """Refuse a HOST:PORT where nothing accepts connections, at once and before any data is loaded: Ray itself
+    would retry it for minutes."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise KbenchError(f"--address {address!r}: give the head's HOST:PORT (as `ray start --head` prints it) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as error:
+        raise KbenchError(cluster_failure(
+            address, f"nothing accepts connections there ({error.strerror or error}): no Ray head was started at "
+            "that address, the port is not the one `ray start --head --port` was given, or the head does not "
+            "listen on that address (use the one `ray start --head` printed)")) from None
 
 
 @dataclass(frozen=True)
@@ -239,7 +256,7 @@ def _connect(ray, options: RayOptions, env: dict[str, str]) -> bool:
     runtime_env = {"env_vars": env}
     if options.address:
         print(f"kbench: joining the Ray cluster at {options.address}", flush=True)
-        ray.init(address=options.address, runtime_env=runtime_env, log_to_driver=True)
+        join_cluster(ray, options.address, runtime_env)
         return True  # disconnects this driver only; the cluster stays up
     cpus = max(os.cpu_count() or 1, int(options.workers * options.cpus_per_trial))
     print(f"kbench: starting a local Ray instance ({cpus} CPUs, {options.workers} workers)", flush=True)
@@ -248,18 +265,91 @@ def _connect(ray, options: RayOptions, env: dict[str, str]) -> bool:
     return True
 
 
+def join_cluster(ray, address: str, runtime_env: dict[str, Any]) -> None:
+    """ray.init() on the cluster at `address` ("auto" or HOST:PORT) that `ray start` started, with its token
+    when this machine has one; a KbenchError of one line (the address, the likely cause, the command that
+    checks it) when that fails."""
+    token = use_cluster_token()
+    try:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as error:
+        raise KbenchError(cluster_failure(address, failure_cause(address, error, token))) from None
+
+
+def cluster_token() -> str | None:
+    """Where this machine's Ray token is, looked for as Ray looks (RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH
+    names, ~/.ray/auth_token), or None."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    for path in (os.environ.get("RAY_AUTH_TOKEN_PATH"), Path.home() / ".ray" / "auth_token"):
+        if path and Path(path).is_file() and Path(path).read_text().strip():
+            return str(path)
+    return None
+
+
+def use_cluster_token() -> str | None:
+    """Have ray.init() send this machine's token (see cluster_token) to the cluster; the token's place, or None.
+
+    Ray sends one only in RAY_AUTH_MODE=token, which it sets by itself for a cluster it starts, never for a
+    driver given an address; `ray start --head` turns token authentication on by default. An explicit
+    RAY_AUTH_MODE is left as it is. A cluster without authentication ignores the token."""
+    token = cluster_token()
+    if token and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        from ray._raylet import Config  # Ray's configuration, read once: read again with the mode just set
+
+        Config.initialize("")
+    return token
+
+
+def failure_cause(address: str, error: BaseException, token: str | None) -> str:
+    """The likely reason ray.init() could not join the cluster at `address`, from its error."""
+    chain, link = [], error
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    text = " ".join(str(link) for link in chain)
+    refused = "AuthenticationError" in {type(link).__name__ for link in chain}
+    if refused or "InvalidAuthToken" in text or "authentication token" in text.lower():
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+            return ("the cluster uses token authentication but RAY_AUTH_MODE=disabled here: unset it, and give this "
+                    "machine the head's token (see below)")
+        fix = ("copy the head's token (`ray get-auth-token` on the head) into ~/.ray/auth_token here, or set "
+               "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to it")
+        if token is None:
+            return f"the cluster uses token authentication and this machine has no token: {fix}"
+        return f"the cluster refused this machine's token (from {token}): it is not the head's; {fix}"
+    if address == "auto":
+        return ("no running Ray cluster found from here (auto reads RAY_ADDRESS, else the cluster `ray start` last "
+                "started on this machine): give the head's HOST:PORT")
+    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return (f"something listens there, but Ray could not join it ({first}): is it the head's GCS port (the one "
+            "`ray start --head --port` was given) and the address the head printed?")
+
+
+def cluster_failure(address: str, cause: str) -> str:
+    """One line: the address tried, the likely cause, and the command that checks the cluster from here (`ray
+    status` sends a token only in RAY_AUTH_MODE=token, so the command sets it where tokens are in play)."""
+    check = "ray status" if address == "auto" else f"ray status --address {address}"
+    if cluster_token() or os.environ.get("RAY_AUTH_MODE", "").lower() == "token" or "token" in cause:
+        check = f"RAY_AUTH_MODE=token {check}"
+    return f"could not join the Ray cluster at {address}: {cause}; check it from here with: {check}"
+
+
 def check_shared_storage(ray, token: Path) -> None:
     """Refuse before training when a node of the cluster cannot see the driver's logs folder."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=0)
-    def sees(path: str) -> tuple[str, bool]:
-        return socket.gethostname(), Path(path).is_file()
+    def sees(path: str) -> bool:
+        return Path(path).is_file()
 
-    nodes = [node["NodeID"] for node in ray.nodes() if node.get("Alive")]
-    answers = ray.get([sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    answers = ray.get([sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
                        .remote(str(token)) for node in nodes])
-    blind = sorted(host for host, seen in answers if not seen)
+    # Named by address and id: the nodes of a cluster on one machine (or containers) share a host name.
+    blind = sorted(f"{node['NodeManagerAddress']} ({node.get('NodeManagerHostname', '?')}, node id "
+                   f"{node['NodeID'][:12]})" for node, seen in zip(nodes, answers) if not seen)
     if blind:
         raise KbenchError(
             f"Ray node(s) {', '.join(blind)} cannot see the logs folder {token.parent}: every node must read and "

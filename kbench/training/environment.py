@@ -6,6 +6,7 @@ import importlib
 import importlib.metadata
 import os
 import platform
+import sys
 from typing import Any
 
 from kbench.code_version import current_code
@@ -62,4 +63,14 @@ def describe_environment() -> dict[str, Any]:
         # The GPUs this process was given (Ray sets it per trial: --gpus-per-trial); None when unset.
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         **current_code(),  # kbench version, commit, uncommitted changes, source hash (kbench.code_version)
+        **ray_node(),
     }
+
+
+def ray_node() -> dict[str, str | None]:
+    """The Ray node this process trains on (a trial of `kbench run --workers`): its id and address, None outside
+    Ray. Ray is loaded only in its own workers, so it is looked up, never imported, here."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {"ray_node_id": None, "ray_node_ip": None}
+    return {"ray_node_id": ray.get_runtime_context().get_node_id(), "ray_node_ip": ray.util.get_node_ip_address()}

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
                        help="asha: Ray Tune's ASHA stops unpromising trials on their validation accuracy "
                        "(recorded as stopped_early); fifo: every trial runs to the end (default)")
+    track = run.add_argument_group("tracking in MLflow (pip install 'kbench[mlflow]'; docs/tracking.md)")
+    track.add_argument("--mlflow", default=None, metavar="URI",
+                       help="log each trial as a run of the MLflow tracking server at URI (default: $MLFLOW_TRACKING_URI)")
+    track.add_argument("--mlflow-log-weights", action="store_true", help="also log each trial's best.keras to MLflow")
 
     data = commands.add_parser("data", help="check image-file data sets, or generate the offline study data sets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -203,7 +207,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         resolve_trials(experiment, overrides)  # a bad key or value fails here, before Ray starts
         options = RayOptions(1 if args.workers is None else args.workers, args.cpus_per_trial, args.gpus_per_trial, args.address, args.scheduler)
         outcome = run_on_ray(experiment, overrides, args.logs_dir, args.data_dir, configured_backend(), options,
-                             verbose=args.verbose, command=_command("run", args), retrain_older=args.retrain_older)
+                             verbose=args.verbose, command=_command("run", args), retrain_older=args.retrain_older,
+                             tracking=_tracking(args, experiment.name, overrides))
     else:
         resolve_trials(experiment, overrides)  # a bad key or value fails here, before Keras and its backend load
         import keras
@@ -214,7 +219,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"kbench: backend {keras.backend.backend()} on {accelerator()} (keras {keras.__version__}; "
               "set KERAS_BACKEND to change)", flush=True)
         outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=args.verbose,
-                                 command=_command("run", args), retrain_older=args.retrain_older)
+                                 command=_command("run", args), retrain_older=args.retrain_older,
+                                 tracking=_tracking(args, experiment.name, overrides))
     print(f"kbench: trained {outcome.trained}, skipped {outcome.skipped} finished, failed {len(outcome.failed)}")
     if outcome.best_trial is not None:
         print(f"kbench: best trial {outcome.best_trial.name} (evaluation in {outcome.best_trial.evaluation_dir})")
@@ -225,6 +231,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.evaluation_error:
         print(f"kbench: error: {outcome.evaluation_error}", file=sys.stderr)
     return 1 if outcome.failed or outcome.evaluation_error else 0
+
+
+def _tracking(args: argparse.Namespace, experiment: str, overrides):
+    """The run's MLflow tracking (kbench.tracking), or None."""
+    from kbench.tracking import experiment_name, open_tracking
+
+    return open_tracking(args.mlflow, args.mlflow_log_weights, experiment_name(experiment, overrides))
 
 
 def _command(name: str, args: argparse.Namespace) -> str:

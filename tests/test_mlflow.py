@@ -184,3 +184,29 @@ def test_params_are_every_setting_model_option_and_the_code():
     params = tracking_module.trial_params(config, {"data_fingerprint": "abc"}, "torch")
     assert params["model_options.width"] == "8" and params["backend"] == "torch" and params["data_fingerprint"] == "abc"
     assert set(config) - {"model_options"} <= set(params) and "kbench_source" in params
+
+
+# Ray starts a worker process that imports Keras: about a minute. On the torch environment in the default run (the
+# quickest in CI, as tests/test_ray.py), with `-m slow` on the others.
+@pytest.mark.parametrize("marks", [pytest.param(None, marks=() if os.environ.get("KERAS_BACKEND") == "torch"
+                                                else pytest.mark.slow)])
+def test_ray_workers_log_their_trials(server, write_experiment, logs_dir, marks):
+    """`--workers 1`: the trial trains in a Ray worker, which logs it to the driver's tracking server."""
+    pytest.importorskip("ray")
+    path = write_experiment("on_ray", TWO_EPOCHS.replace("epochs=2", "epochs=1"))
+    driver = subprocess.Popen([sys.executable, "-m", "kbench", "run", str(path), "--logs-dir", str(logs_dir), "--quiet",
+                               "--workers", "1", "--mlflow", server], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        output, _ = driver.communicate(timeout=420)
+    except subprocess.TimeoutExpired:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and its Ray instance
+        output, _ = driver.communicate()
+        pytest.fail(f"kbench --workers outlived 420 s:\n{output[-3000:]}")
+    assert driver.returncode == 0, output[-3000:]
+    client = MlflowClient(server)
+    (run,) = client.search_runs([client.get_experiment_by_name("on_ray").experiment_id])
+    (folder,) = [TrialFolder(metrics.parent) for metrics in logs_dir.rglob("metrics.json")]
+    assert run.info.status == "FINISHED" and folder.read_mlflow()["run_id"] == run.info.run_id
+    assert [metric.step for metric in client.get_metric_history(run.info.run_id, "loss")] == [0]
+    assert run.data.params["data_fingerprint"] == folder.read_metrics()["data_fingerprint"]

@@ -189,9 +189,7 @@ class TrialRun:
 
         def finish() -> None:
             client = _client(self.tracking.uri)
-            numbers = {key: value for key, value in metrics.items() if key not in ("config", "epochs_run")}
-            _log_metrics(client, self.run_id, numbers | {"epochs_run": metrics.get("epochs_run")},
-                         step=int(metrics.get("epochs_run") or 0))
+            _log_metrics(client, self.run_id, metrics, step=int(metrics.get("epochs_run") or 0))
             client.set_tag(self.run_id, "kbench.status", str(metrics.get("status")))
             client.log_artifact(self.run_id, str(self.folder.path / "metrics.json"))
             if self.tracking.log_weights and self.folder.checkpoint.exists():

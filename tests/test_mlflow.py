@@ -186,11 +186,10 @@ def test_params_are_every_setting_model_option_and_the_code():
     assert set(config) - {"model_options"} <= set(params) and "kbench_source" in params
 
 
-# Ray starts a worker process that imports Keras: about a minute. On the torch environment in the default run (the
-# quickest in CI, as tests/test_ray.py), with `-m slow` on the others.
-@pytest.mark.parametrize("marks", [pytest.param(None, marks=() if os.environ.get("KERAS_BACKEND") == "torch"
-                                                else pytest.mark.slow)])
-def test_ray_workers_log_their_trials(server, write_experiment, logs_dir, marks):
+# Ray starts a worker process that imports Keras: about a minute, beyond CI's budget (tests/test_ray.py has the
+# Ray runs of the default suite); `-m slow` runs it.
+@pytest.mark.slow
+def test_ray_workers_log_their_trials(server, write_experiment, logs_dir):
     """`--workers 1`: the trial trains in a Ray worker, which logs it to the driver's tracking server."""
     pytest.importorskip("ray")
     path = write_experiment("on_ray", TWO_EPOCHS.replace("epochs=2", "epochs=1"))

@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "are reused, with a note. Each retrains into a new folder beside the old one, whose result "
                      "stays in use until the new one has finished (then it is kept, marked superseded)")
     _add_ray_flags(run)
+    track = run.add_argument_group("tracking in MLflow (pip install 'kbench[mlflow]'; docs/tracking.md)")
+    track.add_argument("--mlflow", default=None, metavar="URI",
+                       help="log each trial as a run of the MLflow tracking server at URI (default: $MLFLOW_TRACKING_URI)")
+    track.add_argument("--mlflow-log-weights", action="store_true", help="also log each trial's best.keras to MLflow")
 
     data = commands.add_parser("data", help="check image-file data sets, or generate the offline study data sets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -237,7 +241,8 @@ def _train(experiment, overrides, args: argparse.Namespace, verbose: int, comman
         resolve_trials(experiment, overrides)  # a bad key or value fails here, before Ray starts
         options = RayOptions(1 if args.workers is None else args.workers, args.cpus_per_trial, args.gpus_per_trial, args.address, args.scheduler)
         outcome = run_on_ray(experiment, overrides, args.logs_dir, args.data_dir, configured_backend(), options,
-                             verbose=verbose, command=command, retrain_older=getattr(args, "retrain_older", False))
+                             verbose=verbose, command=command, retrain_older=getattr(args, "retrain_older", False),
+                             tracking=_tracking(args, experiment.name, overrides))
     else:
         resolve_trials(experiment, overrides)  # a bad key or value fails here, before Keras and its backend load
         import keras
@@ -248,8 +253,18 @@ def _train(experiment, overrides, args: argparse.Namespace, verbose: int, comman
         print(f"kbench: backend {keras.backend.backend()} on {accelerator()} (keras {keras.__version__}; "
               "set KERAS_BACKEND to change)", flush=True)
         outcome = run_experiment(experiment, overrides, args.logs_dir, args.data_dir, verbose=verbose, command=command,
-                                 retrain_older=getattr(args, "retrain_older", False))
+                                 retrain_older=getattr(args, "retrain_older", False),
+                                 tracking=_tracking(args, experiment.name, overrides))
     return outcome
+
+
+def _tracking(args: argparse.Namespace, experiment: str, overrides):
+    """The run's MLflow tracking (kbench.tracking), or None (also for commands without --mlflow: audit)."""
+    from kbench.tracking import experiment_name, open_tracking
+
+    if not hasattr(args, "mlflow"):
+        return None
+    return open_tracking(args.mlflow, args.mlflow_log_weights, experiment_name(experiment, overrides))
 
 
 def _command(name: str, args: argparse.Namespace) -> str:

@@ -39,6 +39,7 @@ from kbench.errors import KbenchError
 from kbench.paths import ENVIRONMENT
 from kbench.results.rules import best_epoch_row, monitor_mode
 from kbench.results.trial_folder import Status, TrialFolder
+from kbench.tracking import PASSED_ON as MLFLOW_ENVIRONMENT, MlflowTracking
 from kbench.runner import (
     Attempt, LoadedData, PlannedTrial, RunOutcome, attempt_trial, count_attempt, finish_run, prepare_run,
 )
@@ -46,7 +47,7 @@ from kbench.runner import (
 SCHEDULERS = ("fifo", "asha")
 RETRIES = 2  # a trial whose worker or node is lost is tried this many more times, resuming each time
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
-PASSED_ON = (*ENVIRONMENT, "KERAS_HOME")
+PASSED_ON = (*ENVIRONMENT, "KERAS_HOME", *MLFLOW_ENVIRONMENT)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class TrialJob:
     store_token: str  # a file the driver wrote into the logs folder: the worker must see it
     verbose: int
     threads: int
+    tracking: MlflowTracking | None = None  # the MLflow run of the trial, where tracked (kbench.tracking)
 
 
 def require_ray():
@@ -176,9 +178,11 @@ def run_on_ray(
     verbose: int = 1,  # kbench.training.progress.NORMAL
     command: str = "",
     retrain_older: bool = False,
+    tracking: MlflowTracking | None = None,
 ) -> RunOutcome:
     """Train every unfinished trial of the run on Ray Tune, `options.workers` at a time, then evaluate the
-    run's best trial here (retrain_older: as for kbench.runner.prepare_run).
+    run's best trial here (retrain_older: as for kbench.runner.prepare_run; tracking: each trial as an MLflow
+    run, logged by its worker).
 
     Until the trials are done nothing here imports Keras or its backend (see the module's docstring): the
     caller passes `backend` from configured_backend() and has the grid checked after
@@ -200,7 +204,7 @@ def run_on_ray(
         unfinished.append((planned.config, planned.loaded.data))
         jobs.append(TrialJob(planned.config.to_dict(), str(planned.folder.path), planned.label, run.plan.grid_keys,
                              str(data_dir.resolve()) if data_dir else None, planned.loaded.fingerprint,
-                             planned.identity, str(token), verbose, threads))
+                             planned.identity, str(token), verbose, threads, tracking))
     try:
         if jobs:
             metric = asha_metric(unfinished) if options.scheduler == "asha" else None
@@ -218,7 +222,7 @@ def run_on_ray(
     # trials on a cluster node) it takes the memory it needs, not most of it.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    return finish_run(run, outcome)
+    return finish_run(run, outcome, tracking)
 
 
 def _version(package: str) -> str:
@@ -472,7 +476,7 @@ def _train_job(job: TrialJob) -> None:
                                                     if key.startswith("val_") or key == config.monitor}})
 
     planned = PlannedTrial(config, TrialFolder(Path(job.folder)), LoadedData(data, fingerprint), job.label, job.identity)
-    attempt_trial(planned, job.grid_keys, job.verbose, block=True, callbacks=[ReportEpoch()])
+    attempt_trial(planned, job.grid_keys, job.verbose, block=True, callbacks=[ReportEpoch()], tracking=job.tracking)
 
 
 def _size_thread_pools(threads: int) -> None:

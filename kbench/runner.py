@@ -30,6 +30,7 @@ from kbench.results.store import (
     RunStore, ensure_writable, grid_label, legacy_note, overrides_key, run_name, trial_identity,
 )
 from kbench.results.trial_folder import Evaluation, TrialFolder
+from kbench.tracking import MlflowTracking
 from kbench.training.progress import NORMAL, VERBOSE, GridClock
 
 # An OSError with one of these while writing results means the logs folder, not the trial, is at fault.
@@ -167,8 +168,8 @@ def prepare_run(experiment: Experiment, overrides: Overrides, logs_dir: Path, da
     return PreparedRun(experiment, plan, store, datasets, folders, identities, record)
 
 
-def finish_run(run: PreparedRun, outcome: RunOutcome) -> RunOutcome:
-    """Evaluate the run's best trial and record it."""
+def finish_run(run: PreparedRun, outcome: RunOutcome, tracking: MlflowTracking | None = None) -> RunOutcome:
+    """Evaluate the run's best trial and record it (and its evaluation figures in MLflow, with `tracking`)."""
     # A retraining that failed leaves its trial's old result standing: that one takes part.
     standing = [run.store.standing(folder, identity) for folder, identity in zip(run.folders, run.identities)]
     outcome.best_trial = best_finished(standing)
@@ -176,6 +177,8 @@ def finish_run(run: PreparedRun, outcome: RunOutcome) -> RunOutcome:
         config = run.plan.trials[standing.index(outcome.best_trial)]
         if not config.cv_folds:  # kbench audit's fold trials need no evaluation
             outcome.evaluation_error = _evaluate(config, outcome.best_trial, run.datasets[data_key(config)].data)
+        if tracking is not None:
+            tracking.log_evaluation(outcome.best_trial)
     run.store.write_run(run.plan.trials, run.record | {
         "best_trial": outcome.best_trial.name if outcome.best_trial else None, "updated": _now()})
     return outcome
@@ -189,16 +192,18 @@ def run_experiment(
     verbose: int = NORMAL,
     command: str = "",
     retrain_older: bool = False,
+    tracking: MlflowTracking | None = None,
 ) -> RunOutcome:
     """Train every unfinished grid point of `experiment`, one at a time, and evaluate the run's best trial.
 
-    verbose: kbench.training.progress's QUIET, NORMAL or VERBOSE; retrain_older: as for `prepare_run`."""
+    verbose: kbench.training.progress's QUIET, NORMAL or VERBOSE; retrain_older: as for `prepare_run`;
+    tracking: each trial as an MLflow run (kbench.tracking.open_tracking)."""
     run = prepare_run(experiment, overrides, logs_dir, data_dir, current_backend(), command, retrain_older)
     outcome = RunOutcome(run.store)
     clock = GridClock.for_trials([job.config.epochs for job in run.jobs() if not job.folder.is_finished()])
     waiting = []
     for job in run.jobs():
-        attempt = attempt_trial(job, run.plan.grid_keys, verbose, block=False, clock=clock)
+        attempt = attempt_trial(job, run.plan.grid_keys, verbose, block=False, clock=clock, tracking=tracking)
         if attempt is Attempt.BUSY:
             print(f"{job.label}: claimed by another process; coming back to it after the others", flush=True)
             waiting.append(job)
@@ -206,9 +211,9 @@ def run_experiment(
             count_attempt(outcome, attempt, job.folder)
     for job in waiting:
         print(f"{job.label}: waiting for the other process to finish it", flush=True)
-        attempt = attempt_trial(job, run.plan.grid_keys, verbose, block=True, clock=clock)
+        attempt = attempt_trial(job, run.plan.grid_keys, verbose, block=True, clock=clock, tracking=tracking)
         count_attempt(outcome, attempt, job.folder)
-    return finish_run(run, outcome)
+    return finish_run(run, outcome, tracking)
 
 
 def _now() -> str:
@@ -225,9 +230,10 @@ def count_attempt(outcome: RunOutcome, attempt: Attempt, folder: TrialFolder) ->
 
 
 def attempt_trial(job: PlannedTrial, grid_keys: list[str], verbose: int, block: bool, callbacks: list = (),
-                  clock: GridClock | None = None) -> Attempt:
+                  clock: GridClock | None = None, tracking: MlflowTracking | None = None) -> Attempt:
     """Claim the trial and train it, unless it is finished; BUSY when another process holds it
-    (only when not `block`ing). The one way a trial is trained, in a plain run and on Ray alike."""
+    (only when not `block`ing). The one way a trial is trained, in a plain run and on Ray alike;
+    with `tracking`, as an MLflow run (kbench.tracking)."""
     from filelock import Timeout
 
     config, folder, label = job.config, job.folder, job.label
@@ -248,13 +254,13 @@ def attempt_trial(job: PlannedTrial, grid_keys: list[str], verbose: int, block: 
                 clock.dropped(config.epochs, started=False)
             return Attempt.SKIPPED
         folder.record_claim()
-        return _train(job, grid_keys, verbose, callbacks, clock)
+        return _train(job, grid_keys, verbose, callbacks, clock, tracking)
     finally:
         claim.release()
 
 
 def _train(job: PlannedTrial, grid_keys: list[str], verbose: int, callbacks: list,
-           clock: GridClock | None = None) -> Attempt:
+           clock: GridClock | None = None, tracking: MlflowTracking | None = None) -> Attempt:
     from kbench.training.tensorboard_summaries import write_hparams
     from kbench.training.trial import train_trial
 
@@ -264,9 +270,10 @@ def _train(job: PlannedTrial, grid_keys: list[str], verbose: int, callbacks: lis
     if verbose >= VERBOSE:
         print(f"  settings: {json.dumps(config.to_dict(), default=str)}", flush=True)
     epochs_before, trials_before = (clock.epochs_left, clock.trials_left) if clock is not None else (0, 0)
+    tracked = tracking.trial(folder, config.to_dict(), job.identity, current_backend()) if tracking else None
     try:
         metrics = train_trial(config, job.loaded.data, folder, verbose=verbose, identity=job.identity,
-                              extra_callbacks=callbacks, clock=clock)
+                              extra_callbacks=[*([tracked.callback()] if tracked else []), *callbacks], clock=clock)
         write_hparams(folder, config, grid_keys, metrics)
         folder.finish(metrics, config.to_dict(), job.identity["data_fingerprint"])
     except Exception as error:  # one broken grid point must not stop the grid
@@ -274,10 +281,14 @@ def _train(job: PlannedTrial, grid_keys: list[str], verbose: int, callbacks: lis
         # A KbenchError (e.g. pretrained weights missing offline) is the user's to fix: its message is enough.
         report = str(error) if isinstance(error, KbenchError) else traceback.format_exc()
         path = folder.record_error(report)
+        if tracked is not None:
+            tracked.failed()
         if clock is not None:  # the epochs it will not train now
             clock.dropped(config.epochs - (epochs_before - clock.epochs_left), started=clock.trials_left < trials_before)
         print(f"{label}: FAILED ({type(error).__name__}: {error}); see {path}", flush=True)
         return Attempt.FAILED
+    if tracked is not None:
+        tracked.finish()
     test_accuracy = metrics.get("test_accuracy")
     print(f"{label}: {metrics['status']}, test accuracy {test_accuracy if test_accuracy is None else f'{test_accuracy:.4f}'}",
           flush=True)

@@ -17,6 +17,7 @@ read, listed, locked and cleaned up.
       evaluation/        the best trial's evaluation (summary.json written last)
       .lock              held by the process training or evaluating the trial
       claim.json         which process (pid, host) claimed it last, and when
+      mlflow.json        the trial's MLflow run, resumed with it (kbench.tracking)
 
 Every write goes through kbench.atomic, so a kill never leaves a torn file
 that a later run would trust.
@@ -48,6 +49,7 @@ EVALUATION_DIR = "evaluation"
 CURVES_FILE = "training_curves.png"
 LOCK_FILE = ".lock"
 CLAIM_FILE = "claim.json"
+MLFLOW_FILE = "mlflow.json"
 
 
 class Evaluation:
@@ -188,6 +190,10 @@ class TrialFolder:
             "trial": self.name, "config": config, "data_fingerprint": data_fingerprint})
         shutil.rmtree(self.backup_dir, ignore_errors=True)
 
+    def write_mlflow(self, run: dict[str, Any]) -> None:
+        """The trial's MLflow run (run_id, tracking_uri, experiment_id): a resumed trial goes on in it."""
+        write_json_atomic(self.path / MLFLOW_FILE, run)
+
     @property
     def error_file(self) -> Path:
         return self.path / ERROR_FILE
@@ -220,6 +226,10 @@ class TrialFolder:
 
     def read_metrics(self) -> dict[str, Any] | None:
         path = self.path / METRICS_FILE
+        return read_json(path) if path.exists() else None
+
+    def read_mlflow(self) -> dict[str, Any] | None:
+        path = self.path / MLFLOW_FILE
         return read_json(path) if path.exists() else None
 
     def read_classes(self) -> list[str] | None:

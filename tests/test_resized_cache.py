@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,3 +133,15 @@ def test_the_cache_is_for_image_files_and_off_keeps_earlier_trials_identities():
     assert "file_cache" not in config.identity()
     assert TrialConfig(dataset="digits", model="a1", file_cache="resized").key() != config.key()
     assert cache_folder("ab" * 32, ImageTransform(224, "imagenet")).name.endswith("-imagenet224-v1")
+
+
+def test_bench_photo_feed_reports_rates_per_core_with_and_without_the_cache(capsys):
+    from kbench.cli import main
+
+    assert main(["bench", "--photo-feed", "--photos", "1", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 8  # 2 photo sizes x 2 recipes x 2 feeds
+    rates = {(row["photos"], row["recipe"], row["feed"]): row["later_img_per_core_s"] for row in rows}
+    camera = ("camera 4000x3000", "training")
+    assert rates[(*camera, "file_cache=resized")] > 3 * rates[(*camera, "decode every epoch")]
+    assert main(["bench"]) == 2  # neither a model nor --photo-feed

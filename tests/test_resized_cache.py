@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -135,10 +136,15 @@ def test_the_cache_is_for_image_files_and_off_keeps_earlier_trials_identities():
     assert cache_folder("ab" * 32, ImageTransform(224, "imagenet")).name.endswith("-imagenet224-v1")
 
 
-def test_bench_photo_feed_reports_rates_per_core_with_and_without_the_cache(capsys):
+# NumPy and Pillow only, the same on every backend: timed in the JAX run (in the others as a slow test).
+ONE_BACKEND = [] if keras.backend.backend() == "jax" else [pytest.mark.slow]
+
+
+@pytest.mark.parametrize("photos", [pytest.param(1, marks=ONE_BACKEND)])
+def test_bench_photo_feed_reports_rates_per_core_with_and_without_the_cache(photos, capsys):
     from kbench.cli import main
 
-    assert main(["bench", "--photo-feed", "--photos", "1", "--format", "json"]) == 0
+    assert main(["bench", "--photo-feed", "--photos", str(photos), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 8  # 2 photo sizes x 2 recipes x 2 feeds
     rates = {(row["photos"], row["recipe"], row["feed"]): row["later_img_per_core_s"] for row in rows}

@@ -57,7 +57,7 @@ def _cache_files() -> dict[str, int]:
 
 
 def test_trial_trains_on_the_cached_images_and_another_process_reuses_them(photos, tmp_path, monkeypatch):
-    seen = {}  # batch index -> images, as the trial's feed computed them
+    seen = {}  # (batch size, batch index) -> images, as the trial's feed computed them
     original = TrainingBatches.__getitem__
 
     def recorded(self, k):
@@ -77,9 +77,9 @@ def test_trial_trains_on_the_cached_images_and_another_process_reuses_them(photo
     train, _ = split_validation(data, config.validation_split)
     assert isinstance(train, CachedSplit)
     order = feed.epoch_order(config.seed, 0, len(train))
-    for k in range(2):
+    for k in range(len(train) // 4):  # every batch of the first epoch
         positions = range(k * 4, k * 4 + 4)
-        expected = np.stack([training_image(train.images[int(order[p])], transform, image_rng(5, 0, p))
+        expected = np.stack([training_image(train.pixels(int(order[p])), transform, image_rng(5, 0, p))
                              for p in positions])
         np.testing.assert_array_equal(seen[4, k], expected)
     again = original(TrainingBatches(train, transform, 4, seed=5, epochs=1), 0)

@@ -229,3 +229,100 @@ def efficiency(experiment, repeats: int = LATENCY_REPEATS, image_size: int = LAT
     table = pd.DataFrame(rows)
     table.attrs["device"] = f"{environment['backend']} {environment['backend_version']} on {environment['device']}"
     return table
+
+
+# `kbench bench --photo-feed`: the photos it generates, by name (width, height).
+PHOTO_SIZES = {"camera 4000x3000": (4000, 3000), "ImageNet-sized 500x375": (500, 375)}
+PHOTO_RECIPE_SIZE = 224
+PHOTO_EPOCHS = 4  # the first, then the later ones the rates after the first epoch are taken over
+
+
+def write_photo(path, width: int, height: int, seed: int) -> None:
+    """A photo-like JPEG (quality 90): smooth colour gradients, softer mid-sized shapes and sensor-like noise.
+
+    Nothing downloaded; natural enough that JPEG's size and decode time are a photo's, not a flat image's.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+
+    def field(rows: int, columns: int, amplitude: float) -> np.ndarray:
+        """Random colours on a coarse grid, enlarged smoothly (bicubic) to the photo's size."""
+        coarse = (rng.random((rows, columns, 3)) * 255).astype(np.uint8)
+        smooth = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+        return np.asarray(smooth, np.float32) * (amplitude / 255)
+
+    pixels = field(3, 4, 200) + field(24, 32, 55) + rng.normal(0, 3, (height, width, 1)).astype(np.float32)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=90)
+
+
+def photo_feed(photos: int = 16, batch_size: int = 8) -> "pd.DataFrame":
+    """Images/s of kbench's input feed on generated photos, through the 224-px ImageNet recipe, without and with
+    file_cache=resized (kbench.data.resized_cache); no model.
+
+    For each photo size (PHOTO_SIZES, `photos` JPEGs of each) and recipe (training: RandomResizedCrop and flip;
+    evaluation: shorter side 256, center crop), PHOTO_EPOCHS epochs through the feed's threads: the first
+    epoch (with the cache: building it, then reading it) and the later ones. Rates per core are images per
+    second of the process's CPU time (all threads), steady on a machine busy with other work; wall-clock
+    rates depend on the free cores.
+    """
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import pandas as pd
+
+    from kbench.data.files import FileDataset, FileSplit
+    from kbench.data.fingerprint import data_fingerprint
+    from kbench.data.pipeline import IMAGENET, ImageTransform
+    from kbench.data.resized_cache import resized_dataset
+    from kbench.training.feed import EvaluationBatches, TrainingBatches, prefetched
+
+    transform = ImageTransform(PHOTO_RECIPE_SIZE, IMAGENET)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="kbench-photo-feed-") as folder:
+        for kind, (width, height) in PHOTO_SIZES.items():
+            paths = tuple(str(Path(folder) / f"{width}x{height}-{i}.jpg") for i in range(photos))
+            for i, path in enumerate(paths):
+                write_photo(path, width, height, seed=i)
+            split = FileSplit(paths, np.arange(photos) % 2)
+            files = FileDataset(kind, split, split, ["a", "b"], source=folder)
+            for feed in ("decode every epoch", "file_cache=resized"):
+                build_cpu, build_wall, data = time.process_time(), time.perf_counter(), files
+                if feed != "decode every epoch":
+                    data = resized_dataset(files, transform, data_fingerprint(files), root=Path(folder) / "cache")
+                build_cpu, build_wall = time.process_time() - build_cpu, time.perf_counter() - build_wall
+                training = TrainingBatches(data.train, transform, batch_size, 0, PHOTO_EPOCHS)
+                for recipe in ("training", "evaluation"):
+                    cpu, wall = [], []
+                    for epoch in range(PHOTO_EPOCHS):
+                        batches = _Epoch(training, epoch) if recipe == "training" else EvaluationBatches(
+                            data.test, transform, batch_size)
+                        start_cpu, start_wall = time.process_time(), time.perf_counter()
+                        for _ in prefetched(batches):  # the feed's threads, as in training
+                            pass
+                        cpu.append(time.process_time() - start_cpu)
+                        wall.append(time.perf_counter() - start_wall)
+                    later = photos * (PHOTO_EPOCHS - 1)
+                    rows.append({
+                        "photos": kind, "recipe": recipe, "feed": feed,
+                        # the first epoch pays for the cache: all of its build (both splits) counted with each recipe
+                        "first_epoch_img_per_core_s": photos / (cpu[0] + build_cpu),
+                        "later_img_per_core_s": later / sum(cpu[1:]),
+                        "first_epoch_img_per_s": photos / (wall[0] + build_wall),
+                        "later_img_per_s": later / sum(wall[1:]),
+                    })
+    return pd.DataFrame(rows)
+
+
+class _Epoch:
+    """One epoch's batches of a TrainingBatches (all epochs as one sequence), for timing epochs apart."""
+
+    def __init__(self, batches, epoch: int):
+        self.batches, self.start = batches, epoch * batches.steps_per_epoch
+
+    def __len__(self) -> int:
+        return self.batches.steps_per_epoch
+
+    def __getitem__(self, k: int):
+        return self.batches[self.start + k]

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="first epoch whose test (or validation) accuracy reaches this fraction, and the training time to it, compile time apart (e.g. 0.94); per backend: seeds that reached it, mean and std of the time")
 
     bench = commands.add_parser("bench", help="train/predict step speed of a model on synthetic data")
-    bench.add_argument("model", help="a registered model name (see `kbench models`)")
+    bench.add_argument("model", nargs="?", help="a registered model name (see `kbench models`); none with --photo-feed")
     bench.add_argument("--batch-size", type=int, default=128)
     bench.add_argument("--image-size", type=int, default=32)
     bench.add_argument("--channels", type=int, default=3)
@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency", action="store_true",
                        help="S2's protocol instead: one 750x750x3 image, --repeats predictions, mean +- std")
     bench.add_argument("--repeats", type=int, default=100, help="predictions timed by --latency (default 100)")
+    bench.add_argument("--photo-feed", action="store_true",
+                       help="instead, no model: images/s (per core and wall-clock) of kbench's input feed on generated "
+                       "photos, 4000x3000 and 500x375 JPEGs, through the 224-px ImageNet recipe, decoded every epoch "
+                       "and with file_cache=resized, in the first epoch and after it")
+    bench.add_argument("--photos", type=int, default=16, help="photos of each size for --photo-feed (default 16)")
     bench.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     efficiency = commands.add_parser(
@@ -478,6 +483,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from kbench.models import MODELS
     from kbench.results.table import format_table
 
+    if args.photo_feed:
+        if args.photos < 1:
+            raise KbenchError(f"--photos {args.photos}: must be at least 1")
+        print(format_table(bench.photo_feed(args.photos), args.format))
+        return 0
+    if args.model is None:
+        raise KbenchError("kbench bench: name a MODEL (see `kbench models`), or time the input feed with --photo-feed")
     MODELS.get(args.model)  # an unknown name or option fails here, before any work
     options = parse_model_options(args.option, args.model)
     for name in ("batch_size", "image_size", "steps", "num_classes", "channels"):

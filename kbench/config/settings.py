@@ -31,6 +31,7 @@ WeightDecayStyle = Literal["decoupled", "coupled"]  # kbench.training.weight_dec
 LookaheadName = Literal["none", "airbench"]  # kbench.training.lookahead
 TTAMode = Literal["none", "flip", "flip_translate"]  # kbench.training.tta
 TrainLayers = Literal["all", "head"]  # kbench.training.trial's freeze_backbone
+FileCache = Literal["off", "resized"]  # kbench.data.resized_cache
 
 
 def choices(annotation: Any) -> tuple[str, ...]:
@@ -86,6 +87,8 @@ class TrialConfig:
     skip_bad: bool = False  # leave out broken or mislabelled files (listed in skipped.csv) instead of stopping
     multi_label: bool = False  # Roboflow rows may set several classes (read only; training needs one class)
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)  # train/val/test of a tree without split folders
+    # resized: decode and shrink the files once into a memory-mapped cache shared by trials (kbench.data.resized_cache)
+    file_cache: FileCache = "off"
     group_by: str | None = None  # regex on test file names: metrics for matching files and for the rest
     group_names: tuple[str, ...] = ("match", "rest")  # names of those two groups in the results
     # kbench audit (kbench.training.audit): with cv_folds=K, the trial holds out fold cv_fold of K (stratified,
@@ -140,6 +143,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "drop_last_batch": False,
     "cv_folds": 0,
     "cv_fold": 0,
+    "file_cache": "off",
 }
 
 

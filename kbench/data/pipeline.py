@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kbench.config.settings import Pipeline, choices
-from kbench.data.decode import decode_image
+from kbench.data.decode import MinSize, decode_image
 from kbench.errors import KbenchError
 
 PIPELINES = choices(Pipeline)
@@ -59,6 +59,11 @@ class ImageTransform:
         """Whether in-memory images must go through the per-image steps (not just a resize up front)."""
         return self.mode != RESIZE
 
+    @property
+    def evaluation_side(self) -> int:
+        """The shorter side imagenet's evaluation resizes to before its center crop (256 for size 224)."""
+        return round(self.size * EVAL_RESIZE_RATIO)
+
     def decode_size(self, width: int, height: int, training: bool) -> tuple[int, int]:
         """The smallest (width, height) a width x height image may be decoded at (kbench.data.decode's min_size).
 
@@ -74,20 +79,22 @@ class ImageTransform:
         if self.mode == RESIZE:
             return self.size, self.size
         if not training:
-            side = round(self.size * EVAL_RESIZE_RATIO)
-            return side, side
+            return self.evaluation_side, self.evaluation_side
         scale = self.size / math.sqrt(CROP_AREA[0] * min(CROP_ASPECT[0], 1 / CROP_ASPECT[1]) * width * height)
         return math.ceil(width * scale), math.ceil(height * scale)
 
 
-def read_rgb(path: bytes | str, transform: ImageTransform | None = None, training: bool = False) -> np.ndarray:
+def read_rgb(path: bytes | str, transform: ImageTransform | None = None, training: bool = False,
+             min_size: MinSize | None = None) -> np.ndarray:
     """An image file as uint8 RGB pixels, as a photo viewer shows it (kbench.data.decode).
 
     With a transform, JPEGs are decoded at reduced size (DCT scaling) down to what
-    its training or evaluation steps resize from (ImageTransform.decode_size).
+    its training or evaluation steps resize from (ImageTransform.decode_size);
+    min_size, if given, is that limit instead (kbench.data.decode's min_size).
     """
     name = path.decode() if isinstance(path, bytes) else path
-    min_size = functools.partial(transform.decode_size, training=training) if transform and transform.size else None
+    if min_size is None and transform and transform.size:
+        min_size = functools.partial(transform.decode_size, training=training)
     try:
         return decode_image(name, min_size).pixels
     except Exception as error:  # Pillow raises many unrelated types for a bad file
@@ -100,7 +107,8 @@ def image_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(np.random.SeedSequence((seed, epoch, position))))
 
 
-def _resize(image: np.ndarray, height: int, width: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def resize_image(image: np.ndarray, height: int, width: int,
+                 box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Bilinear resize of a uint8 HxWxC image (of its `box` (left, top, right, bottom) only, if given).
 
     Pillow's bilinear filter widens with the scale factor when it shrinks, so
@@ -115,15 +123,19 @@ def _resize(image: np.ndarray, height: int, width: int, box: tuple[int, int, int
     return resized[..., np.newaxis] if grey else resized
 
 
+def shorter_side_shape(height: int, width: int, side: int) -> tuple[int, int]:
+    """(height, width) scaled so that the shorter side is `side`, the aspect ratio kept (each side rounded)."""
+    scale = side / min(height, width)
+    return round(height * scale), round(width * scale)
+
+
 def evaluation_image(image: np.ndarray, transform: ImageTransform) -> np.ndarray:
     """A uint8 HxWxC image -> the deterministic uint8 model input."""
     if transform.size is None:
         return image
     if transform.mode == RESIZE:
-        return _resize(image, transform.size, transform.size)
-    height, width = image.shape[:2]
-    scale = round(transform.size * EVAL_RESIZE_RATIO) / min(height, width)
-    resized = _resize(image, round(height * scale), round(width * scale))
+        return resize_image(image, transform.size, transform.size)
+    resized = resize_image(image, *shorter_side_shape(*image.shape[:2], transform.evaluation_side))
     top = (resized.shape[0] - transform.size) // 2
     left = (resized.shape[1] - transform.size) // 2
     return resized[top : top + transform.size, left : left + transform.size]
@@ -162,5 +174,5 @@ def training_image(image: np.ndarray, transform: ImageTransform, rng: np.random.
     if transform.mode == RESIZE:
         return evaluation_image(image, transform)
     top, left, crop_height, crop_width = random_resized_crop_box(*image.shape[:2], rng)
-    crop = _resize(image, transform.size, transform.size, box=(left, top, left + crop_width, top + crop_height))
+    crop = resize_image(image, transform.size, transform.size, box=(left, top, left + crop_width, top + crop_height))
     return crop[:, ::-1] if rng.random() < 0.5 else crop

@@ -37,6 +37,7 @@ import numpy as np
 from kbench.data.dataset import ArraySplit
 from kbench.data.files import FileSplit
 from kbench.data.pipeline import ImageTransform, evaluation_image, image_rng, read_rgb, training_image
+from kbench.data.resized_cache import CachedSplit
 
 Split = ArraySplit | FileSplit
 # Batches computed at once. More threads than cores: a thread waits on file reads part of the time, and
@@ -76,7 +77,12 @@ def _pixels(split: Split, transform: ImageTransform, rows: np.ndarray, seeds: tu
         return split.images[rows]  # resized up front: a gather, no per-image work
 
     def image(i: int, row: int) -> np.ndarray:
-        pixels = read_rgb(split.paths[row], transform, seeds is not None) if isinstance(split, FileSplit) else split.images[row]
+        if isinstance(split, CachedSplit):  # file_cache=resized: decoded and shrunk once (kbench.data.resized_cache)
+            pixels = split.pixels(row)
+        elif isinstance(split, FileSplit):
+            pixels = read_rgb(split.paths[row], transform, seeds is not None)
+        else:
+            pixels = split.images[row]
         if seeds is None:
             return evaluation_image(pixels, transform)
         seed, epoch, positions = seeds

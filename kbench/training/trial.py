@@ -17,6 +17,7 @@ from kbench.config import TrialConfig
 from kbench.data import ArrayDataset
 from kbench.data.files import FileDataset, FileSplit
 from kbench.data.pipeline import DEFAULT_FILE_IMAGE_SIZE, ImageTransform
+from kbench.data.resized_cache import resized_dataset
 from kbench.errors import KbenchError
 from kbench.models import build_model
 from kbench.results import metrics as scores, rules
@@ -105,18 +106,23 @@ def prepared(data: Dataset, config: TrialConfig) -> tuple[Dataset, ImageTransfor
     """The trial's subset of the data, and how its images become model inputs.
 
     In-memory images are resized once up front; image files are decoded and
-    resized per batch (to 224 unless image_size says otherwise).
+    resized per batch (to 224 unless image_size says otherwise), or with
+    file_cache=resized read from a cache of them decoded and shrunk once.
     """
     data = audit.fold_of(data.subset(config.train_subset, config.test_subset), config)  # cv_folds: a fold as test set
-    if config.group_by is not None and not isinstance(data, FileDataset):
-        raise KbenchError(f"group_by={config.group_by!r} matches file names, but {data.name} is not a data set of image files")
+    file_settings = {"group_by": config.group_by, "file_cache": config.file_cache}  # their off values: None, "off"
+    for name, value in file_settings.items():
+        if value not in (None, "off") and not isinstance(data, FileDataset):
+            raise KbenchError(f"{name}={value!r} is for image files, but {data.name} is not a data set of image files "
+                              f"(drop {name})")
     if isinstance(data, FileDataset):
         if data.multi_label:
             raise KbenchError(
                 f"{data.source}: multi_label=true reads rows with several classes, but kbench trains "
                 "single-label classifiers only; drop multi_label (each row needs exactly one class)"
             )
-        return data, ImageTransform(config.image_size or DEFAULT_FILE_IMAGE_SIZE, config.pipeline)
+        transform = ImageTransform(config.image_size or DEFAULT_FILE_IMAGE_SIZE, config.pipeline)
+        return (resized_dataset(data, transform) if config.file_cache == "resized" else data), transform
     transform = ImageTransform(config.image_size, config.pipeline)
     return (data if transform.per_image else data.resized(config.image_size)), transform
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kbench.cli import _add_overrides, build_parser
+from kbench.cli_parser import _add_overrides, build_parser
 from kbench.config import TrialConfig
 
 ROOT = Path(__file__).resolve().parent.parent

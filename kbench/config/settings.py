@@ -31,6 +31,7 @@ WeightDecayStyle = Literal["decoupled", "coupled"]  # kbench.training.weight_dec
 LookaheadName = Literal["none", "airbench"]  # kbench.training.lookahead
 TTAMode = Literal["none", "flip", "flip_translate"]  # kbench.training.tta
 TrainLayers = Literal["all", "head"]  # kbench.training.trial's freeze_backbone
+Feed = Literal["auto", "host", "device"]  # kbench.training.resident_feed
 
 
 def choices(annotation: Any) -> tuple[str, ...]:
@@ -64,6 +65,9 @@ class TrialConfig:
     tta: TTAMode = "none"  # test-time augmentation of test predictions (kbench.training.tta)
     test_every_epoch: bool = False  # test-set accuracy after every epoch in the history (time to accuracy)
     drop_last_batch: bool = False  # train on whole batches only: each epoch leaves out its partial last batch
+    # in-memory training data copied to the device once and batched there (device), or batched on the host and
+    # copied every step (host); auto: device when it fits the budget. The same batches either way.
+    feed: Feed = "auto"
     loss: str = "sparse_categorical_crossentropy"
     from_logits: bool = True
     metrics: tuple[str, ...] = ("accuracy",)
@@ -134,6 +138,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "test_every_epoch": False,
     "precision": "float32",
     "drop_last_batch": False,
+    "feed": "auto",  # the same batches as the host feed trials had before (tests/test_device_feed.py)
 }
 
 

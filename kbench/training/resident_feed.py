@@ -115,7 +115,8 @@ class ResidentBatches:
             raise IndexError(k)
         epoch, step = batches.first_epoch + k // batches.steps_per_epoch, k % batches.steps_per_epoch
         start = step * batches.batch_size
-        rows = self._order(epoch)[start:min(start + batches.batch_size, len(batches.split))]
+        # A slice with a dynamic start: one compiled program per batch size on JAX, not one per position.
+        rows = keras.ops.slice(self._order(epoch), [start], [min(batches.batch_size, len(batches.split) - start)])
         weights = None
         if batches.multiple > 1:  # as feed._even: repeats of the batch's own rows at sample weight 0
             size = int(rows.shape[0])

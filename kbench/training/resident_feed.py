@@ -99,7 +99,7 @@ class ResidentBatches:
         self.image_shape = images.shape[1:]
         # One row per image: a gather of rows is what every backend does fastest (torch's index_select on a
         # 4-D uint8 CPU tensor took 16 ms for 128 CIFAR images, on its 2-D view 0.02 ms).
-        self.images = keras.ops.convert_to_tensor(images.reshape(len(images), -1))
+        self.images = keras.ops.convert_to_tensor(images.reshape(len(images), int(np.prod(self.image_shape))))
         self.labels = keras.ops.convert_to_tensor(batches.split.labels)
         self.flipped = None if batches.flipped_half is None else keras.ops.convert_to_tensor(batches.flipped_half)
         # The order of the current epoch (and the previous), on the device: one copy per epoch, not per step.

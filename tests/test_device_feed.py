@@ -52,7 +52,7 @@ from kbench.data.files import FileSplit  # noqa: E402
 from kbench.data.pipeline import ImageTransform  # noqa: E402
 from kbench.results.trial_folder import TrialFolder  # noqa: E402
 from kbench.training import resident_feed  # noqa: E402
-from kbench.training.feed import TrainingBatches, split_training_feed  # noqa: E402
+from kbench.training.feed import EvaluationBatches, TrainingBatches, evaluation_feed, split_training_feed  # noqa: E402
 from kbench.training.resident_feed import ResidentBatches, chosen_feed  # noqa: E402
 from kbench.training.trial import train_trial  # noqa: E402
 
@@ -89,6 +89,17 @@ def test_the_device_feed_gives_the_host_feeds_batches_element_by_element(options
         assert any(not np.array_equal(a, b[: len(a)]) for a, b in zip(raw, flipped))
 
 
+@pytest.mark.parametrize("labels, multiple", [(True, 1), (False, 1), (True, 3)])
+def test_the_device_validation_feed_gives_the_host_feeds_batches(labels, multiple):
+    host = EvaluationBatches(small_split(), ImageTransform(), 8, labels, multiple)
+    device = evaluation_feed(small_split(), ImageTransform(), 8, labels, multiple, resident=True)
+    assert isinstance(device, keras.utils.PyDataset) and len(device) == len(host) == 5
+    for _ in range(2):  # re-read every epoch
+        for i in range(len(host)):
+            for part, want in zip(device[i], host[i], strict=True):
+                np.testing.assert_array_equal(keras.ops.convert_to_numpy(part), want)
+
+
 def test_the_device_feed_refuses_what_it_cannot_gather():
     files = FileSplit(("a.png",), np.array([0]))
     with pytest.raises(ValueError, match="host feed"):
@@ -97,20 +108,22 @@ def test_the_device_feed_refuses_what_it_cannot_gather():
 
 def test_the_feed_setting_chooses_by_data_backend_and_budget(monkeypatch):
     split, transform = small_split(), ImageTransform()
-    assert chosen_feed("host", split, transform) == "host"
-    assert chosen_feed("device", split, transform) == ("device" if ON_DEVICE else "host")
-    assert chosen_feed("device", split, transform, devices=2) == "host"  # Keras's distribution shards host batches
-    assert chosen_feed("auto", FileSplit(("a.png",), np.array([0])), ImageTransform(8)) == "host"
-    assert chosen_feed("device", split, ImageTransform(8, "imagenet")) == "host"  # per-image random crops
+    files = FileSplit(("a.png",), np.array([0]))
+    assert chosen_feed("host", [split, None], transform) == "host"
+    assert chosen_feed("device", [split, None], transform) == ("device" if ON_DEVICE else "host")
+    assert chosen_feed("device", [split], transform, devices=2) == "host"  # Keras's distribution shards host batches
+    assert chosen_feed("auto", [files, files], ImageTransform(8)) == "host"
+    assert chosen_feed("device", [split], ImageTransform(8, "imagenet")) == "host"  # per-image random crops
     free, source = resident_feed.free_memory()
     assert source and (free is None or free > 0)
     size = resident_feed.resident_bytes(split)
-    monkeypatch.setattr(resident_feed, "free_memory", lambda: (4 * size, "test"))  # exactly the 25 % budget
-    assert chosen_feed("auto", split, transform) == ("device" if ON_DEVICE else "host")
-    monkeypatch.setattr(resident_feed, "free_memory", lambda: (4 * size - 1, "test"))
-    assert chosen_feed("auto", split, transform) == "host"
+    monkeypatch.setattr(resident_feed, "free_memory", lambda: (8 * size, "test"))  # exactly the 25 % budget
+    assert chosen_feed("auto", [split, split], transform) == ("device" if ON_DEVICE else "host")  # train and val
+    monkeypatch.setattr(resident_feed, "free_memory", lambda: (8 * size - 1, "test"))
+    assert chosen_feed("auto", [split, split], transform) == "host"
+    assert chosen_feed("auto", [split, None], transform) == ("device" if ON_DEVICE else "host")
     monkeypatch.setattr(resident_feed, "free_memory", lambda: (None, "unknown"))
-    assert chosen_feed("auto", split, transform) == "host"
+    assert chosen_feed("auto", [split], transform) == "host"
 
 
 @pytest.mark.skipif(not ON_DEVICE, reason="TensorFlow trains in-memory data on tf.data ops with either value")

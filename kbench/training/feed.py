@@ -238,9 +238,15 @@ def split_training_feed(split: Split, transform: ImageTransform, batch_size: int
 
 
 def evaluation_feed(split: Split, transform: ImageTransform, batch_size: int, labels: bool = True,
-                    multiple: int = 1):
-    """Batches of a split in its own order as Keras's evaluate / predict (or fit's validation_data) take them."""
-    return _keras_input(EvaluationBatches(split, transform, batch_size, labels, multiple))
+                    multiple: int = 1, resident: bool = False):
+    """Batches of a split in its own order as Keras's evaluate / predict (or fit's validation_data) take them;
+    resident: computed on the device from a copy made once (kbench.training.resident_feed)."""
+    batches = EvaluationBatches(split, transform, batch_size, labels, multiple)
+    if resident:
+        from kbench.training.resident_feed import ResidentEvaluation  # it builds on this module
+
+        return ResidentEvaluation(batches)
+    return _keras_input(batches)
 
 
 def load_images(split: Split, transform: ImageTransform, rows: np.ndarray | None = None) -> np.ndarray:

@@ -188,7 +188,7 @@ def train_trial(
     train, val = split_validation(data, config.validation_split)
     steps = steps_per_epoch(len(train), config.batch_size, config.drop_last_batch)  # the feed's, and the schedule's
     epoch_images = images_per_epoch(len(train), config.batch_size, config.drop_last_batch)
-    feed_kind = chosen_feed(config.feed, train, transform, devices.count)  # kbench.training.resident_feed
+    feed_kind = chosen_feed(config.feed, [train, val], transform, devices.count)  # kbench.training.resident_feed
     # distribution=data_parallel: built, trained and (re)loaded on every device (kbench.training.distribution)
     with devices.scope():
         with dtype_policy(config.precision):  # mixed precision: layers built here compute in bf16 / fp16
@@ -232,7 +232,7 @@ def train_trial(
                         steps_per_epoch=steps,
                         shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
                         validation_data=None if val is None else evaluation_feed(
-                            val, transform, config.batch_size, multiple=devices.count),
+                            val, transform, config.batch_size, multiple=devices.count, resident=feed_kind == "device"),
                         epochs=config.epochs,
                         callbacks=[*make_callbacks(config, folder, history, data.num_classes,
                                                    lambda: test_accuracy(evaluated, data.test, transform, config.batch_size)),

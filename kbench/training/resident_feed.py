@@ -149,11 +149,12 @@ class ResidentBatches(_Resident):
         if not 0 <= k < len(batches):
             raise IndexError(k)
         epoch, step = batches.first_epoch + k // batches.steps_per_epoch, k % batches.steps_per_epoch
-        mirrored = None
-        if self.flipped is not None:  # the flipped half in even epochs, the rest in odd ones (feed.flipped_half)
-            def mirrored(rows):
-                return keras.ops.not_equal(keras.ops.take(self.flipped, rows), bool(epoch % 2))
+        mirrored = None if self.flipped is None else functools.partial(self._mirrored, epoch)
         return self.batch(self.rows_of(self._order(epoch), step), mirrored)
+
+    def _mirrored(self, epoch: int, rows):
+        """Which of `rows` are flipped in `epoch`: the flipped half in even epochs, the rest in odd ones."""
+        return keras.ops.not_equal(keras.ops.take(self.flipped, rows), bool(epoch % 2))
 
     def __iter__(self) -> Iterator[tuple]:
         # No threads: each step's gathers are queued on the device behind the previous step, and return at once.

@@ -16,6 +16,7 @@ from kbench.training.environment import describe_environment
 
 LATENCY_IMAGE_SIZE = 750  # study S2's protocol: one 750x750x3 image, 100 repetitions
 LATENCY_REPEATS = 100
+FEED_ALONE_BATCHES = 64  # batches timed of a feed by itself
 
 
 @dataclass
@@ -79,7 +80,9 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
     alone is timed; the model casts to its compute dtype). feed_*: training
     steps on batches from kbench's real input pipeline
     (kbench.training.feed.split_training_feed) moved by
-    kbench.training.device_feed; feed_efficiency = feed / train images/s.
+    kbench.training.device_feed; feed_efficiency = feed / train images/s;
+    device_feed_*: the same with the device feed (batches gathered on the
+    device, kbench.training.resident_feed); *_alone: the feed without steps.
     train_compile_s: the first step's time beyond a steady one (tracing and
     compilation). FLOPs are 2 x MACs; a training step is counted as 3 forward
     passes (forward, and a backward pass of about twice the forward cost);
@@ -131,10 +134,12 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
         "mfu_basis": used.note,
         **_summary("infer", infer, settings.batch_size, forward_flops),
     }
-    if settings.feed:
-        feed = _feed_times(model, x, y, settings)
-        row["feed_samples_per_sec"] = settings.batch_size / float(np.median(feed))
-        row["feed_efficiency"] = row["feed_samples_per_sec"] / row["train_samples_per_sec"]
+    if settings.feed:  # feed_*: the host feed; device_feed_*: the device feed (kbench.training.resident_feed)
+        for name, resident in (("feed", False), ("device_feed", True)):
+            steps, alone = _feed_times(model, x, y, settings, resident)
+            row[f"{name}_samples_per_sec"] = settings.batch_size / float(np.median(steps))
+            row[f"{name}_efficiency"] = row[f"{name}_samples_per_sec"] / row["train_samples_per_sec"]
+            row[f"{name}_alone_samples_per_sec"] = settings.batch_size / alone
     return row | {
         "steps": settings.steps,
         "warmup": settings.warmup,
@@ -143,20 +148,52 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
     }
 
 
-def _feed_times(model, x: np.ndarray, y: np.ndarray, settings: BenchSettings) -> np.ndarray:
-    """Seconds per train_on_batch on batches from kbench's training feed (uint8 images of x's size, one
-    epoch of warmup + steps batches), each moved to the device ahead of its step."""
+def _feed_times(model, x: np.ndarray, y: np.ndarray, settings: BenchSettings, resident: bool = False
+                ) -> tuple[np.ndarray, float]:
+    """(seconds per train_on_batch on batches from kbench's training feed, seconds per batch of the feed alone).
+
+    The feed: uint8 images of x's size, one epoch of warmup + steps batches. The host feed's batches are
+    moved to the device ahead of their step (kbench.training.device_feed); resident: the device feed's
+    are gathered on the device from a copy made once, before the timing (kbench.training.resident_feed).
+    """
     from kbench.data.dataset import ArraySplit
     from kbench.data.pipeline import ImageTransform
     from kbench.training.device_feed import device_batches
     from kbench.training.feed import split_training_feed
 
     batches = settings.warmup + settings.steps
-    images = np.concatenate([x] * batches)  # the same pixels: only the feeding differs from train_*
-    labels = np.concatenate([y] * batches)
-    feed, _ = split_training_feed(ArraySplit(images, labels), ImageTransform(), settings.batch_size, seed=0, epochs=1)
-    iterator = device_batches(feed)
-    return timed(lambda: model.train_on_batch(*next(iterator)), settings.steps, settings.warmup)[1]
+    split = ArraySplit(np.concatenate([x] * batches), np.concatenate([y] * batches))  # the same pixels as train_*
+
+    def feed(split):
+        batches, _ = split_training_feed(split, ImageTransform(), settings.batch_size, seed=0, epochs=1,
+                                         resident=resident)
+        return batches if resident else device_batches(batches)
+
+    iterator = feed(split)
+    steps = timed(lambda: model.train_on_batch(*next(iterator)), settings.steps, settings.warmup)[1]
+    # Alone: the steady rate over a longer epoch, from its first batch on (the host feed's threads then run
+    # ahead of a consumer that waits for nothing, so single next() calls would time its queue, not its work).
+    iterator = feed(ArraySplit(np.concatenate([x] * FEED_ALONE_BATCHES), np.concatenate([y] * FEED_ALONE_BATCHES)))
+    _finished(next(iterator))
+    start = time.perf_counter()
+    for batch in iterator:
+        _finished(batch)
+    return steps, (time.perf_counter() - start) / (FEED_ALONE_BATCHES - 1)
+
+
+def _finished(batch) -> None:
+    """Return once `batch`'s tensors are computed (JAX and PyTorch on a GPU dispatch asynchronously)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.block_until_ready(batch)
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
 
 
 def latency(

@@ -24,12 +24,14 @@ def test_bench_reports_compile_time_mfu_and_feed_efficiency_separately(capsys):
     assert code == 0 and row["precision"] == "mixed_bfloat16"
     assert row["train_compile_s"] > 0  # the first step traces: it is slower than a steady one
     assert row["feed_samples_per_sec"] > 0
-    assert row["feed_efficiency"] == pytest.approx(row["feed_samples_per_sec"] / row["train_samples_per_sec"])
+    for feed in ("feed", "device_feed"):  # batches made on the host and copied; gathered on the device
+        assert row[f"{feed}_efficiency"] == pytest.approx(row[f"{feed}_samples_per_sec"] / row["train_samples_per_sec"])
+        assert row[f"{feed}_alone_samples_per_sec"] > 0
     if row["device"] == "cpu":  # on a GPU the MFU is measured against its peak (tests/test_peaks.py)
         assert row["train_mfu"] is None and row["mfu_basis"] == "n/a: a CPU"
     assert main(["bench", "a1", "--image-size", "16", "--batch-size", "8", "--steps", "1", "--warmup", "1",
                  "--no-feed", "--format", "json"]) == 0
-    assert "feed_efficiency" not in json.loads(capsys.readouterr().out)[0]
+    assert not [key for key in json.loads(capsys.readouterr().out)[0] if "feed" in key]
 
 
 def test_bench_latency_follows_the_s2_protocol_on_a_750px_image(capsys):

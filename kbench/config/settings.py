@@ -32,6 +32,7 @@ LookaheadName = Literal["none", "airbench"]  # kbench.training.lookahead
 TTAMode = Literal["none", "flip", "flip_translate"]  # kbench.training.tta
 TrainLayers = Literal["all", "head"]  # kbench.training.trial's freeze_backbone
 FileCache = Literal["off", "resized"]  # kbench.data.resized_cache
+Feed = Literal["auto", "host", "device"]  # kbench.training.resident_feed
 
 
 def choices(annotation: Any) -> tuple[str, ...]:
@@ -65,6 +66,9 @@ class TrialConfig:
     tta: TTAMode = "none"  # test-time augmentation of test predictions (kbench.training.tta)
     test_every_epoch: bool = False  # test-set accuracy after every epoch in the history (time to accuracy)
     drop_last_batch: bool = False  # train on whole batches only: each epoch leaves out its partial last batch
+    # in-memory training data copied to the device once and batched there (device), or batched on the host and
+    # copied every step (host); auto: device when it fits the budget. The same batches either way.
+    feed: Feed = "auto"
     loss: str = "sparse_categorical_crossentropy"
     from_logits: bool = True
     metrics: tuple[str, ...] = ("accuracy",)
@@ -144,6 +148,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "cv_folds": 0,
     "cv_fold": 0,
     "file_cache": "off",
+    "feed": "auto",  # the same batches as the host feed trials had before (tests/test_device_feed.py)
 }
 
 

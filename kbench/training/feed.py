@@ -229,19 +229,30 @@ def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epoc
 
 def split_training_feed(split: Split, transform: ImageTransform, batch_size: int, seed: int, epochs: int,
                         first_epoch: int = 0, multiple: int = 1, alternating_flips: bool = False,
-                        drop_last: bool = False):
+                        drop_last: bool = False, resident: bool = False):
     """`training_feed` for any split: in-memory images a gather per batch; files (or per-image random crops) one
     image at a time. `multiple`: the devices of distribution=data_parallel, each batch padded for them;
-    alternating_flips, drop_last: see TrainingBatches."""
+    alternating_flips, drop_last: see TrainingBatches. resident: the same batches computed on the device from
+    a copy of the in-memory split made once (kbench.training.resident_feed)."""
     batches = TrainingBatches(split, transform, batch_size, seed, epochs, first_epoch, multiple, alternating_flips,
                               drop_last)
+    if resident:
+        from kbench.training.resident_feed import ResidentBatches  # it builds on this module
+
+        return iter(ResidentBatches(batches)), batches.steps_per_epoch
     return _keras_input(batches), batches.steps_per_epoch
 
 
 def evaluation_feed(split: Split, transform: ImageTransform, batch_size: int, labels: bool = True,
-                    multiple: int = 1):
-    """Batches of a split in its own order as Keras's evaluate / predict (or fit's validation_data) take them."""
-    return _keras_input(EvaluationBatches(split, transform, batch_size, labels, multiple))
+                    multiple: int = 1, resident: bool = False):
+    """Batches of a split in its own order as Keras's evaluate / predict (or fit's validation_data) take them;
+    resident: computed on the device from a copy made once (kbench.training.resident_feed)."""
+    batches = EvaluationBatches(split, transform, batch_size, labels, multiple)
+    if resident:
+        from kbench.training.resident_feed import ResidentEvaluation  # it builds on this module
+
+        return ResidentEvaluation(batches)
+    return _keras_input(batches)
 
 
 def load_images(split: Split, transform: ImageTransform, rows: np.ndarray | None = None) -> np.ndarray:

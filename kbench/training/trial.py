@@ -31,6 +31,7 @@ from kbench.training.energy import EnergyMeter, energy_metrics
 from kbench.training.feed import (Split, evaluation_feed, images_per_epoch, load_images, split_training_feed,
                                   steps_per_epoch)
 from kbench.training.device_feed import on_device
+from kbench.training.resident_feed import chosen_feed
 from kbench.training.precision import compute_dtype, dtype_policy, loss_scaled, with_float32_output
 from kbench.training.seeding import set_random_seed
 from kbench.training.tensorboard import EpochSummaries
@@ -195,6 +196,7 @@ def train_trial(
     train, val = split_validation(data, config.validation_split)
     steps = steps_per_epoch(len(train), config.batch_size, config.drop_last_batch)  # the feed's, and the schedule's
     epoch_images = images_per_epoch(len(train), config.batch_size, config.drop_last_batch)
+    feed_kind = chosen_feed(config.feed, [train, val], transform, devices.count)  # kbench.training.resident_feed
     # distribution=data_parallel: built, trained and (re)loaded on every device (kbench.training.distribution)
     with devices.scope():
         with dtype_policy(config.precision):  # mixed precision: layers built here compute in bf16 / fp16
@@ -228,15 +230,17 @@ def train_trial(
                 feed, _ = split_training_feed(
                     train, transform, config.batch_size, config.seed, config.epochs, first_epoch, devices.count,
                     alternating_flips=alternates_flips(config.augment), drop_last=config.drop_last_batch,
+                    resident=feed_kind == "device",
                 )
                 progress = [EpochProgress(epoch_images, config.batch_size, clock)] if verbose >= NORMAL else []
                 with stop_after_batch() as interrupt:
                     model.fit(
-                        on_device(feed, devices.count),  # on a GPU: prefetched to it, uint8 (kbench.training.device_feed)
+                        # device: batched where it lies; host: on a GPU prefetched to it, uint8 (training.device_feed)
+                        feed if feed_kind == "device" else on_device(feed, devices.count),
                         steps_per_epoch=steps,
                         shuffle=False,  # the feed shuffles, reproducibly; Keras would reorder its batches
                         validation_data=None if val is None else evaluation_feed(
-                            val, transform, config.batch_size, multiple=devices.count),
+                            val, transform, config.batch_size, multiple=devices.count, resident=feed_kind == "device"),
                         epochs=config.epochs,
                         callbacks=[*make_callbacks(config, folder, history, data.num_classes,
                                                    lambda: test_accuracy(evaluated, data.test, transform, config.batch_size)),
@@ -277,6 +281,7 @@ def train_trial(
             "started_at": started_at,
             "finished_at": time.time(),
             "devices": devices.count,  # 1, or every device distribution=data_parallel trained on
+            "feed": feed_kind,  # where the training batches were made: device (resident data) or host
             "precision": config.precision,
             "compute_dtype": compute_dtype(model),  # what the layers really computed in
         }

@@ -258,7 +258,7 @@ def test_trials_share_declared_gpus_side_by_side_and_a_raising_trial_is_not_retr
 
     bad = folders[2]
     assert bad.status() == Status.ERROR and "no_such_metric" in bad.read_error()
-    assert text.count(f"{bad.name}: training") == 1, text[-3000:]
+    assert text.count(f"({bad.name}): training") == 1, text[-3000:]  # "[3/3] <grid values> (<folder>): training"
 
 
 def test_asha_needs_a_metric_every_trial_reports():

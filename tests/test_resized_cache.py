@@ -97,7 +97,10 @@ def test_trial_trains_on_the_cached_images_and_another_process_reuses_them(photo
     assert _cache_files() == built
 
 
-def test_evaluation_batches_are_those_without_the_cache_and_a_changed_data_set_builds_anew(photos):
+def test_evaluation_batches_are_those_without_the_cache_and_a_changed_data_set_builds_anew(photos, tmp_path,
+                                                                                          monkeypatch):
+    # A cache folder of its own: tox's environments share one, and the changed photo below is the same bytes in each.
+    monkeypatch.setenv("KBENCH_CACHE_DIR", str(tmp_path / "cache"))
     files = read_image_files(photos)
     for transform in (ImageTransform(SIZE, "imagenet"), ImageTransform(SIZE, "resize")):
         cached = resized_dataset(files, transform)

@@ -18,6 +18,19 @@ Runs alternate (fit, feed, trial, fit, feed, trial, ... per backend, in rounds)
 so that a drift of the machine's speed spreads over all of them; the table
 gives each configuration's median over the repeats, every run's figure, and
 feed/fit, trial/fit.
+
+Fresh processes of the same configuration differ by 5-10 % on a 2-core machine,
+more than the 3 % target, so `--same-process` measures kbench's cost where the
+process is the same: one process per backend builds and compiles one model, then
+trains it one epoch at a time, turn by turn (the order rotating each round):
+- fit: `fit(x, y, shuffle=True)` with Keras's stock callbacks, as above;
+- kbench: the epoch as `train_trial` runs it: the feed it chooses (tf.data ops on
+  TensorFlow, device-resident batches on JAX and PyTorch where they fit),
+  its validation feed, `make_callbacks` (timer, divergence check, CSV history,
+  kill-safe checkpoint and backup, TensorBoard summaries) and the memory and
+  energy meters around fit.
+Both share the compiled step, so the ratio is the cost of kbench's feed and
+callbacks alone; model construction and the test pass are outside it.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +54,8 @@ from keras_vs_native import load_average, versions  # noqa: E402
 MODES = ("fit", "feed", "trial")
 VALIDATION = 0.2  # of --train-subset + its validation images: kbench's default validation_split
 RESULT = "FIT_OVERHEAD "
+ALTERNATE = "alternate"  # --run value of a --same-process run
+ALTERNATED = ("fit", "kbench")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--train-subset", type=int, default=20_000, help="training images (default 20,000)")
     parser.add_argument("--output", type=Path, default=None, help="Markdown file for the table")
-    parser.add_argument("--run", choices=MODES, help=argparse.SUPPRESS)  # one run, in this process
+    parser.add_argument("--same-process", action="store_true",
+                        help="fit against kbench's epoch in one process per backend, --repeats epochs each, alternated")
+    parser.add_argument("--run", choices=(*MODES, ALTERNATE), help=argparse.SUPPRESS)  # one run, in this process
     args = parser.parse_args(argv)
     args.backends = [b for b in args.backends.split(",") if b]
     args.modes = [m for m in args.modes.split(",") if m]
@@ -118,16 +136,82 @@ def run(mode: str, args: argparse.Namespace) -> dict:
             "images_per_s": statistics.median(per_epoch[1:] or per_epoch)}
 
 
+def alternate(args: argparse.Namespace) -> dict:
+    """--same-process: one model; per round, one epoch of plain fit and one of kbench's, in rotating order."""
+    import keras
+
+    from kbench.config import TrialConfig
+    from kbench.data.dataset import ArraySplit
+    from kbench.data.pipeline import ImageTransform
+    from kbench.models import build_model
+    from kbench.results.trial_folder import TrialFolder
+    from kbench.training.callbacks import EpochTimer
+    from kbench.training.device_feed import on_device
+    from kbench.training.energy import EnergyMeter
+    from kbench.training.feed import evaluation_feed, split_training_feed
+    from kbench.training.measure import PeakMemory
+    from kbench.training.resident_feed import chosen_feed
+    from kbench.training.seeding import set_random_seed
+    from kbench.training.trial import make_callbacks
+
+    _, (x, y), (x_val, y_val) = data(args.train_subset)
+    config = TrialConfig(dataset="cifar10", model="a3", batch_size=args.batch_size, optimizer="adam",
+                         epochs=args.repeats + 1)
+    train, val, transform = ArraySplit(x, y), ArraySplit(x_val, y_val), ImageTransform()
+    feed_kind = chosen_feed(config.feed, [train, val], transform)
+    folder = Path(tempfile.mkdtemp(prefix="fit-overhead-"))
+    set_random_seed(0)
+    model = build_model("a3", x.shape[1:], 10)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+
+    def epoch(mode: str, index: int) -> float:
+        """Training images/s of epoch `index`, trained the `mode` way."""
+        if mode == "fit":
+            timer = EpochTimer()
+            callbacks = [timer, keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
+                         keras.callbacks.ModelCheckpoint(str(folder / "best.keras"), monitor="val_accuracy",
+                                                         save_best_only=True),
+                         keras.callbacks.BackupAndRestore(str(folder / "backup"))]
+            model.fit(x, y, batch_size=args.batch_size, shuffle=True, validation_data=(x_val, y_val),
+                      callbacks=callbacks, epochs=1, verbose=0)
+            return len(x) / timer._train_seconds
+        trial = TrialFolder(folder / "trial")
+        trial.path.mkdir(exist_ok=True)
+        shutil.rmtree(trial.backup_dir, ignore_errors=True)  # kbench's backup outlives fit; it would skip the epoch
+        callbacks = make_callbacks(config, trial, trial.history(), 10)
+        timer = next(c for c in callbacks if isinstance(c, EpochTimer))
+        resident = feed_kind == "device"
+        feed, steps = split_training_feed(train, transform, args.batch_size, config.seed, index + 1, index,
+                                          resident=resident)
+        with EnergyMeter(), PeakMemory():
+            model.fit(feed if resident else on_device(feed, 1), steps_per_epoch=steps, shuffle=False,
+                      validation_data=evaluation_feed(val, transform, args.batch_size, resident=resident),
+                      callbacks=callbacks, epochs=1, verbose=0)
+        return len(x) / timer._train_seconds
+
+    for mode in ALTERNATED:  # compiles the steps: not counted
+        epoch(mode, 0)
+    figures: dict[str, list[float]] = {mode: [] for mode in ALTERNATED}
+    for round_ in range(args.repeats):
+        for mode in ALTERNATED[round_ % 2:] + ALTERNATED[: round_ % 2]:
+            figures[mode].append(epoch(mode, round_ + 1))
+    return {"mode": ALTERNATE, "backend": keras.backend.backend(), "feed": feed_kind, "epochs": figures}
+
+
 def subprocess_run(mode: str, backend: str, args: argparse.Namespace) -> dict | None:
     """One run in a fresh interpreter; its result, or None (its output's tail printed) when it failed."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, __file__, "--run", mode, "--epochs", str(args.epochs), "--batch-size",
-               str(args.batch_size), "--train-subset", str(args.train_subset)]
+               str(args.batch_size), "--train-subset", str(args.train_subset), "--repeats", str(args.repeats)]
     done = subprocess.run(command, env=env, cwd=HERE.parent, capture_output=True, text=True)
     results = [json.loads(line[len(RESULT):]) for line in done.stdout.splitlines() if line.startswith(RESULT)]
     if done.returncode or not results:
         print(f"{backend} {mode} failed:\n{(done.stdout + done.stderr)[-2000:]}", flush=True)
         return None
+    if mode == ALTERNATE:
+        print(f"{backend}: " + "; ".join(f"{m} {', '.join(f'{v:,.0f}' for v in runs)}"
+                                         for m, runs in results[0]["epochs"].items()), flush=True)
+        return results[0]
     print(f"{backend} {mode}: {results[0]['images_per_s']:,.0f} images/s "
           f"(epochs {', '.join(f'{v:,.0f}' for v in results[0]['epoch_images_per_s'])})", flush=True)
     return results[0]
@@ -152,8 +236,10 @@ def table(figures: dict, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.run:
-        print(RESULT + json.dumps(run(args.run, args)), flush=True)
+        print(RESULT + json.dumps(alternate(args) if args.run == ALTERNATE else run(args.run, args)), flush=True)
         return 0
+    if args.same_process:
+        return same_process(args)
     started, load_at_start = time.strftime("%Y-%m-%d %H:%M %Z"), load_average()
     figures = {b: {m: [] for m in args.modes} for b in args.backends}
     for round_ in range(args.repeats):
@@ -174,6 +260,39 @@ def main(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
     return 0 if all(all(v) for b in figures.values() for v in b.values()) else 1
+
+
+def same_process(args: argparse.Namespace) -> int:
+    """--same-process: per backend, one process alternating plain fit's epochs with kbench's; the table."""
+    started, load_at_start = time.strftime("%Y-%m-%d %H:%M %Z"), load_average()
+    rows = ["| backend | kbench's feed | fit images/s (epochs) | kbench images/s (epochs) | kbench/fit "
+            "| kbench/fit per round: median (range) |", "|---|---|---|---|---|---|"]
+    failed = False
+    for backend in args.backends:
+        result = subprocess_run(ALTERNATE, backend, args)
+        if result is None:
+            failed = True
+            rows.append(f"| {backend} | failed | | | | |")
+            continue
+        runs = result["epochs"]
+        medians = {mode: statistics.median(runs[mode]) for mode in ALTERNATED}
+        cells = [f"{medians[m]:,.0f} ({' / '.join(f'{v:,.0f}' for v in runs[m])})" for m in ALTERNATED]
+        # Each round's two epochs ran minutes apart at most: their ratio is free of the machine's slower drift.
+        paired = [k / f for f, k in zip(runs["fit"], runs["kbench"])]
+        feed = "tf.data ops" if backend == "tensorflow" else result["feed"]  # kbench.training.tf_feed on TensorFlow
+        rows.append(f"| {backend} | {feed} | {cells[0]} | {cells[1]} | {medians['kbench'] / medians['fit']:.3f} "
+                    f"| {statistics.median(paired):.3f} ({min(paired):.2f}-{max(paired):.2f}) |")
+    text = (f"Started {started}; {common.cpu_model()}, {os.cpu_count()} cores; load average {load_at_start} at the "
+            f"start, {load_average()} at the end. {', '.join(f'{k} {v}' for k, v in versions().items())}.\n"
+            f"A3, batch {args.batch_size}, {args.train_subset:,} training images; one process per backend, one "
+            f"model trained one epoch at a time, plain fit and kbench's epoch alternated for {args.repeats} rounds "
+            f"after one compiling epoch each; images/s of the training part of each epoch, median.\n\n"
+            + "\n".join(rows) + "\n")
+    print("\n" + text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

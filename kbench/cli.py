@@ -254,11 +254,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     folders = outcome.store.run_folders(resolve_trials(plan.experiment, plan.overrides).trials)
     probabilities = audit.out_of_fold(folders, len(train))
     issues = audit.find_issues(train.labels, probabilities, data.class_names, audit.image_paths(train))
+    accuracy, chance, warning = audit.fold_quality(train.labels, probabilities)
     record = {"experiment": experiment.name, "backend": outcome.store.backend, "folds": args.folds,
               "recipe": recipe.to_dict(), "recipe_note": plan.recipe_note, "n_images": len(train),
               "class_names": list(data.class_names), "fold_trials": [f.name for f in folders if f is not None],
-              "out_of_fold_accuracy": float((probabilities.argmax(axis=1) == train.labels).mean())}
+              "out_of_fold_accuracy": accuracy, "chance_accuracy": chance}
     path = audit.write_audit(plan.audit_dir, issues, train, record)
+    print(f"kbench: out-of-fold accuracy {accuracy:.3f} (chance {chance:.3f})")
+    if warning:
+        print(f"kbench: {warning}", file=sys.stderr)
     print("\n".join(audit.summary_lines(issues, len(train))))
     print(f"kbench: wrote {path} (worst first); `{_command('report', args)}` shows them")
     if args.write_corrected is not None:

@@ -33,6 +33,21 @@ def test_folds_cover_every_training_image_once_and_are_stratified():
     assert not set(train) & set(test)
 
 
+def test_fold_quality_warns_when_the_folds_did_not_learn_the_data():
+    labels = np.repeat(np.arange(5), 20)  # chance: 0.2; the warning below 0.6
+    learned = np.eye(5)[labels] * 0.9 + 0.02
+    accuracy, chance, warning = label_issues.fold_quality(labels, learned)
+    assert (accuracy, chance, warning) == (1.0, 0.2, None)
+    one_class = np.tile([0.1, 0.1, 0.6, 0.1, 0.1], (100, 1))  # what the collapsed folds predicted: one class
+    accuracy, chance, warning = label_issues.fold_quality(labels, one_class)
+    assert accuracy == 0.2 and "only 0.20 out-of-fold accuracy (chance 0.20)" in warning
+    partly = learned.copy()
+    partly[:30] = np.eye(5)[4]  # 30 of the 100 (classes 0 and 1) taken for class 4: 0.70, past halfway to 1
+    assert label_issues.fold_quality(labels, partly)[2] is None
+    partly[:50] = np.eye(5)[4]  # 50 wrong: 0.50
+    assert "only 0.50 out-of-fold accuracy" in label_issues.fold_quality(labels, partly)[2]
+
+
 def test_fold_trial_tests_on_its_held_out_fold():
     data = load_dataset("digits")
     config = TrialConfig(dataset="digits", model="a1", cv_folds=4, cv_fold=2)
@@ -105,7 +120,7 @@ def flipped_digits(seed: int = 0):
 
 
 # In CI on FULL_BACKEND only; on the others among the slow tests (-m slow).
-SLOW_ELSEWHERE = pytest.mark.slow if keras.backend.backend() != FULL_BACKEND else pytest.mark.usefixtures()
+SLOW_ELSEWHERE = pytest.mark.slow if keras.backend.backend() != FULL_BACKEND else (lambda test: test)
 
 
 @SLOW_ELSEWHERE
@@ -123,6 +138,7 @@ def test_audit_finds_seeded_label_flips(tmp_path, capsys, monkeypatch):
     assert main(["audit", str(experiment), "--folds", "3", "--logs-dir", str(logs)]) == 0
     out = capsys.readouterr().out
     assert "3 folds of the experiment's settings (its grid has one point)" in out
+    assert "kbench: out-of-fold accuracy " in out
     found = pd.read_csv(next(logs.glob("flipped/*/label_audit/*/label_issues.csv")))
     assert list(found.columns) == label_issues.COLUMNS
     flagged = set(found["path"])

@@ -102,6 +102,23 @@ def out_of_fold(folders: list[TrialFolder], n_images: int) -> np.ndarray:
     return gathered
 
 
+def fold_quality(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float, str | None]:
+    """(out-of-fold accuracy, chance level, a warning or None). The audit is only as good as its folds: when
+    their out-of-fold accuracy is less than halfway from chance (the most common class's share) to 1, the
+    models disbelieve right labels as often as wrong ones, and what cleanlab flags says little about labels."""
+    labels = np.asarray(labels)
+    if labels.ndim > 1:  # multi-hot rows: their first class, as the folds are stratified
+        labels = labels.argmax(axis=1)
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+    chance = float(np.bincount(labels).max() / len(labels))
+    if accuracy >= chance + 0.5 * (1 - chance):
+        return accuracy, chance, None
+    return accuracy, chance, (
+        f"warning: the fold models reach only {accuracy:.2f} out-of-fold accuracy (chance {chance:.2f}), so many "
+        "right labels look wrong to them; audit with a recipe that learns this data (more epochs, a learning-rate "
+        "schedule, a larger model or images), then run kbench audit again")
+
+
 def find_issues(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str], paths: list[str]) -> pd.DataFrame:
     """cleanlab's label issues, worst (lowest self-confidence) first: path, given_label, suggested_label,
     label_quality, and the training row."""

@@ -234,7 +234,9 @@ def test_trials_share_declared_gpus_side_by_side_and_a_raising_trial_is_not_retr
     the third raises (a metric Keras does not know) and is trained once, not retried. The driver loads no device
     runtime, not even to check the grid with an empty cache (its catalogue is read by a child process)."""
     pytest.importorskip("ray")
-    grid = write_grid(tmp_path, 2, [{"seed": [0, 1]}, {"seed": [2], "metrics": [("accuracy", "no_such_metric")]}])
+    # 40 epochs (seconds, not a fraction of one): the two workers start a few seconds apart, and 2-epoch trials
+    # were seen to finish before the other began under CI's load
+    grid = write_grid(tmp_path, 40, [{"seed": [0, 1]}, {"seed": [2], "metrics": [("accuracy", "no_such_metric")]}])
     (tmp_path / "driver.py").write_text(WATCHED_DRIVER)
     seen, output = tmp_path / "driver-modules.json", tmp_path / "gpus.txt"
     driver = start(grid, tmp_path / "logs", output, "--gpus-per-trial", "1",

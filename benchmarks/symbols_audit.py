@@ -14,7 +14,7 @@ that out offline:
    grid point, --folds folds) on $KERAS_BACKEND, in --work;
 4. scores label_issues.csv against the flips: recall (flips flagged / flips),
    precision (flips flagged / images flagged), and how many flagged flips got
-   their true class as the suggestion; prints a Markdown block for RESULTS.md.
+   their true class as the suggestion; prints them as JSON, with the machine and recipe.
 
 A rerun with the same --work reuses the data and the finished fold trials.
 """

@@ -102,13 +102,17 @@ def out_of_fold(folders: list[TrialFolder], n_images: int) -> np.ndarray:
     return gathered
 
 
+def single_labels(labels: np.ndarray) -> np.ndarray:
+    """One class per image: the label itself, or a multi-hot row's first class (what folds are stratified by)."""
+    labels = np.asarray(labels)
+    return labels.argmax(axis=1) if labels.ndim > 1 else labels
+
+
 def fold_quality(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float, str | None]:
     """(out-of-fold accuracy, chance level, a warning or None). The audit is only as good as its folds: when
     their out-of-fold accuracy is less than halfway from chance (the most common class's share) to 1, the
     models disbelieve right labels as often as wrong ones, and what cleanlab flags says little about labels."""
-    labels = np.asarray(labels)
-    if labels.ndim > 1:  # multi-hot rows: their first class, as the folds are stratified
-        labels = labels.argmax(axis=1)
+    labels = single_labels(labels)
     accuracy = float((probabilities.argmax(axis=1) == labels).mean())
     chance = float(np.bincount(labels).max() / len(labels))
     if accuracy >= chance + 0.5 * (1 - chance):

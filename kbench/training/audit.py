@@ -25,9 +25,9 @@ def held_out_rows(labels: np.ndarray, folds: int, fold: int, seed: int) -> tuple
     """(training rows, held-out rows) of fold `fold` of `folds`, stratified by `labels`, shuffled with `seed`."""
     from sklearn.model_selection import StratifiedKFold
 
-    labels = np.asarray(labels)
-    if labels.ndim > 1:  # multi-hot rows: stratify by their first class
-        labels = labels.argmax(axis=1)
+    from kbench.results.label_issues import single_labels
+
+    labels = single_labels(labels)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     train_rows, test_rows = list(splitter.split(np.zeros(len(labels)), labels))[fold]
     return train_rows, test_rows

@@ -228,9 +228,17 @@ def result_line(
             "first_epoch_s": epoch_seconds[0],
             "epoch_seconds": [round(s, 3) for s in epoch_seconds],
             "epoch_losses": [round(v, 5) for v in losses],
+            "host_malloc": host_malloc(),
             **extra,
         }
     )
+
+
+def host_malloc() -> str:
+    """What this process's malloc runs with (kbench.training.host_memory): PyTorch's CPU speed depends on it."""
+    from kbench.training.host_memory import malloc_setting  # framework-free (ctypes)
+
+    return malloc_setting()
 
 
 def accuracy(predicted_classes: np.ndarray, labels: np.ndarray) -> float:

@@ -31,6 +31,10 @@ trains it one epoch at a time, turn by turn (the order rotating each round):
   energy meters around fit.
 Both share the compiled step, so the ratio is the cost of kbench's feed and
 callbacks alone; model construction and the test pass are outside it.
+
+Every run sets malloc up as kbench's trials do (kbench.training.host_memory:
+on PyTorch, glibc keeps freed memory), plain fit included, so the ratios are
+kbench's feed and callbacks and not the allocator; the output names the setting.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402  (a sibling module, importable however this script is started)
 from keras_vs_native import load_average, versions  # noqa: E402
+
+from kbench.training.host_memory import reuse_freed_memory  # noqa: E402  (framework-free)
 
 MODES = ("fit", "feed", "trial")
 VALIDATION = 0.2  # of --train-subset + its validation images: kbench's default validation_split
@@ -103,6 +109,7 @@ def run(mode: str, args: argparse.Namespace) -> dict:
     from kbench.training.seeding import set_random_seed
     from kbench.training.trial import train_trial
 
+    malloc = reuse_freed_memory()  # train_trial does it too: the same for every mode
     full, (x, y), (x_val, y_val) = data(args.train_subset)
     folder = Path(tempfile.mkdtemp(prefix="fit-overhead-"))
     if mode == "trial":
@@ -133,7 +140,7 @@ def run(mode: str, args: argparse.Namespace) -> dict:
         seconds = pd.read_csv(folder / "history.csv")["train_time_s"]
     per_epoch = [len(x) / s for s in seconds]
     return {"mode": mode, "backend": keras.backend.backend(), "epoch_images_per_s": per_epoch,
-            "images_per_s": statistics.median(per_epoch[1:] or per_epoch)}
+            "images_per_s": statistics.median(per_epoch[1:] or per_epoch), "host_malloc": malloc}
 
 
 def alternate(args: argparse.Namespace) -> dict:
@@ -154,6 +161,7 @@ def alternate(args: argparse.Namespace) -> dict:
     from kbench.training.seeding import set_random_seed
     from kbench.training.trial import make_callbacks
 
+    malloc = reuse_freed_memory()  # as train_trial, for plain fit as well
     _, (x, y), (x_val, y_val) = data(args.train_subset)
     config = TrialConfig(dataset="cifar10", model="a3", batch_size=args.batch_size, optimizer="adam",
                          epochs=args.repeats + 1)
@@ -215,7 +223,7 @@ def alternate(args: argparse.Namespace) -> dict:
             figures[mode].append(images_per_s)
             cpu_seconds[mode].append(cpu_per_1000)
     return {"mode": ALTERNATE, "backend": keras.backend.backend(), "feed": feed_kind, "epochs": figures,
-            "cpu_s_per_1000": cpu_seconds}
+            "cpu_s_per_1000": cpu_seconds, "host_malloc": malloc}
 
 
 def subprocess_run(mode: str, backend: str, args: argparse.Namespace) -> dict | None:
@@ -253,6 +261,11 @@ def table(figures: dict, args: argparse.Namespace) -> str:
     return header + "".join(rows)
 
 
+def malloc_note(mallocs: dict[str, str]) -> str:
+    """The line naming each backend's malloc setting (kbench.training.host_memory), the same for all its runs."""
+    return "\nHost malloc, every run: " + "; ".join(f"{b}: {m.split(' (')[0]}" for b, m in mallocs.items()) + ".\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.run:
@@ -262,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         return same_process(args)
     started, load_at_start = time.strftime("%Y-%m-%d %H:%M %Z"), load_average()
     figures = {b: {m: [] for m in args.modes} for b in args.backends}
+    mallocs: dict[str, str] = {}
     for round_ in range(args.repeats):
         for backend in args.backends:
             # The order turns each round, so no configuration always runs first (or right after another).
@@ -270,11 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                 result = subprocess_run(mode, backend, args)
                 if result:
                     figures[backend][mode].append(result["images_per_s"])
+                    mallocs[backend] = result["host_malloc"]
     text = (f"Started {started}; {common.cpu_model()}, {os.cpu_count()} cores; load average {load_at_start} at the "
             f"start, {load_average()} at the end. {', '.join(f'{k} {v}' for k, v in versions().items())}.\n"
             f"A3, batch {args.batch_size}, {args.train_subset:,} training images, {args.epochs} epochs, "
             f"{args.repeats} alternated rounds; images/s: median over runs of each run's median after epoch 1.\n\n"
-            + table(figures, args))
+            + table(figures, args) + malloc_note(mallocs))
     print("\n" + text)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -287,14 +302,14 @@ def same_process(args: argparse.Namespace) -> int:
     started, load_at_start = time.strftime("%Y-%m-%d %H:%M %Z"), load_average()
     rows = ["| backend | kbench's feed | fit images/s (epochs) | kbench images/s (epochs) | kbench/fit "
             "| kbench/fit per round: median (range) | CPU s per 1,000 images: fit / kbench |", "|---|---|---|---|---|---|---|"]
-    failed = False
+    failed, mallocs = False, {}
     for backend in args.backends:
         result = subprocess_run(ALTERNATE, backend, args)
         if result is None:
             failed = True
             rows.append(f"| {backend} | failed | | | | | |")
             continue
-        runs = result["epochs"]
+        runs, mallocs[backend] = result["epochs"], result["host_malloc"]
         medians = {mode: statistics.median(runs[mode]) for mode in ALTERNATED}
         cells = [f"{medians[m]:,.0f} ({' / '.join(f'{v:,.0f}' for v in runs[m])})" for m in ALTERNATED]
         # Each round's two epochs ran minutes apart at most: their ratio is free of the machine's slower drift.
@@ -310,7 +325,7 @@ def same_process(args: argparse.Namespace) -> int:
             f"model trained one epoch at a time, plain fit and kbench's epoch alternated for {args.repeats} rounds "
             f"after one compiling epoch each; images/s of the training part of each epoch, median; process CPU "
             f"seconds (all threads) of the training part per 1,000 images, median.\n\n"
-            + "\n".join(rows) + "\n")
+            + "\n".join(rows) + "\n" + malloc_note(mallocs))
     print("\n" + text)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from kbench.config import TrialConfig
 from kbench.models import build_model
 from kbench.training.callbacks import EpochTimer
 from kbench.training.feed import training_feed
+from kbench.training.host_memory import reuse_freed_memory
 from kbench.training.seeding import set_random_seed
 from kbench.training.trial import JIT, make_loss, make_optimizer
 
@@ -52,6 +53,7 @@ class EpochRecorder(EpochTimer):
 
 def main(argv=None) -> None:
     args = common.parse_args(__doc__.splitlines()[0], argv)
+    reuse_freed_memory()  # as kbench's trials (kbench.training.host_memory: PyTorch only)
     data = common.load_cifar10(args.train_subset, args.test_subset)
     config = TrialConfig(
         dataset="cifar10",

@@ -132,6 +132,7 @@ def compare_backend(backend: str, args: argparse.Namespace, keras_args: list[str
         row[f"{impl}_final_loss"] = result["final_loss"]
         row[f"{impl}_jit_compile"] = result["jit_compile"]
         row[f"{impl}_epoch_seconds"] = " ".join(f"{s:.1f}" for s in result["epoch_seconds"])
+        row[f"{impl}_host_malloc"] = result.get("host_malloc", "-")
     if "native_images_per_s" in row and "keras_images_per_s" in row:
         row["keras_over_native"] = row["keras_images_per_s"] / row["native_images_per_s"]
     row["note"] = "; ".join(notes)
@@ -171,18 +172,27 @@ def fmt(value, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _malloc_cell(row: dict) -> str:
+    """The allocator both runs used (kbench.training.host_memory), or each one's where they differ."""
+    native, keras = row.get("native_host_malloc", "-"), row.get("keras_host_malloc", "-")
+    short = {text: text.split(" (")[0] for text in (native, keras)}  # without the how-to-turn-off hint
+    return short[native] if native == keras else f"native: {short[native]}; keras: {short[keras]}"
+
+
 def markdown(rows: list[dict], args: argparse.Namespace, command: str, started: str, loads: tuple[str, str]) -> str:
     header = (
         "| backend | native images/s | keras images/s | keras/native | native test acc | keras test acc "
-        "| native loss | keras loss | compiled (native/keras) | epoch s native | epoch s keras | note |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|\n"
+        "| native loss | keras loss | compiled (native/keras) | epoch s native | epoch s keras | host malloc "
+        "| note |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|\n"
     )
     body = "".join(
         f"| {r['backend']} | {fmt(r.get('native_images_per_s'))} | {fmt(r.get('keras_images_per_s'))} "
         f"| {fmt(r.get('keras_over_native'), 2)} | {fmt(r.get('native_test_accuracy'), 3)} "
         f"| {fmt(r.get('keras_test_accuracy'), 3)} | {fmt(r.get('native_final_loss'), 3)} "
         f"| {fmt(r.get('keras_final_loss'), 3)} | {fmt(r.get('native_jit_compile'))}/{fmt(r.get('keras_jit_compile'))} "
-        f"| {r.get('native_epoch_seconds', '-')} | {r.get('keras_epoch_seconds', '-')} | {r['note']} |\n"
+        f"| {r.get('native_epoch_seconds', '-')} | {r.get('keras_epoch_seconds', '-')} "
+        f"| {_malloc_cell(r)} | {r['note']} |\n"
         for r in rows
     )
     version_text = ", ".join(f"{name} {version}" for name, version in versions().items())

@@ -7,7 +7,7 @@ import pytest
 
 from kbench.config import TrialConfig
 from kbench.data import load_dataset
-from kbench.training import trial as trial_module
+from kbench.training import host_memory, trial as trial_module
 from kbench.results.trial_folder import TrialFolder
 from kbench.training.trial import train_trial
 
@@ -32,7 +32,12 @@ def test_trial_writes_history_checkpoint_and_honest_metrics(tmp_path, digits):
     assert metrics["train_time_s"] == pytest.approx(history["train_time_s"].sum())
     assert metrics["params"] == keras.saving.load_model(tmp_path / "best.keras").count_params()
     assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 3
-    assert json.loads((tmp_path / "environment.json").read_text())["backend"] == keras.backend.backend()
+    environment = json.loads((tmp_path / "environment.json").read_text())
+    assert environment["backend"] == keras.backend.backend()
+    if keras.backend.backend() == "torch" and host_memory.malloc_setting() != "not glibc":
+        assert environment["host_malloc"].startswith(("kbench: glibc", "set by the user", "glibc default (KBENCH"))
+    else:  # TensorFlow and JAX allocate through their own allocators: malloc is left as it is
+        assert environment["host_malloc"] in ("glibc default", "not glibc") or "set by the user" in environment["host_malloc"]
     assert list((tmp_path / "tensorboard" / "train").glob("events.out.tfevents.*"))
 
 

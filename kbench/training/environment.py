@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from kbench.code_version import current_code
+from kbench.training.host_memory import malloc_setting
 
 
 def package_version(name: str) -> str | None:
@@ -62,6 +63,7 @@ def describe_environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         # The GPUs this process was given (Ray sets it per trial: --gpus-per-trial); None when unset.
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "host_malloc": malloc_setting(),  # kbench.training.host_memory: PyTorch's CPU speed depends on it
         **current_code(),  # kbench version, commit, uncommitted changes, source hash (kbench.code_version)
         **ray_node(),
     }

@@ -27,6 +27,7 @@ from kbench.results.trial_folder import Status, TrialFolder
 from kbench.training.callbacks import EpochProgress, EpochTest, EpochTimer, TerminateOnDivergence, diverged
 from kbench.training.checkpoints import AtomicBackupAndRestore, AtomicModelCheckpoint, backup_state, resumed_epoch
 from kbench.training.environment import describe_environment
+from kbench.training.host_memory import reuse_freed_memory
 from kbench.training.energy import EnergyMeter, energy_metrics
 from kbench.training.feed import (Split, evaluation_feed, images_per_epoch, load_images, split_training_feed,
                                   steps_per_epoch)
@@ -184,6 +185,7 @@ def train_trial(
     from kbench.training.distribution import trial_devices
 
     started, started_at = time.perf_counter(), time.time()
+    reuse_freed_memory()  # PyTorch on a CPU: glibc's malloc would unmap and re-fault a step's memory every step
     devices = trial_devices(config)  # data_parallel where it cannot train: refused before any file is written
     identity = identity or trial_identity(config, fingerprint_of(data))
     folder.start(identity, config.to_dict(), describe_environment())

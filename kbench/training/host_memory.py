@@ -1,0 +1,101 @@
+"""glibc's malloc set to keep freed memory, so PyTorch's CPU steps stop mapping fresh pages every step.
+
+PyTorch takes its CPU tensors from malloc. glibc serves large blocks with
+mmap and returns them to the kernel on free, and hands back the heap's free
+top once it passes a trim threshold; both limits move with what the process
+freed before (the "dynamic mmap threshold"). With the activations of a CNN
+step (A3, batch 128: blocks up to 34 MB), every step then unmapped memory and
+faulted it back in, page by page: 1.4 to 2.0 million minor page faults and
+2.5 to 3.8 s of kernel time per 20,000 images on the 2-core development
+machine, a third of the step's CPU time. How many depends on the process's
+allocation history, so two processes (or plain fit and kbench's epoch in one
+process) ran 0.83 to 1.04 times as fast as each other with the same code.
+
+`reuse_freed_memory` fixes both limits with `mallopt`, as glibc's own
+GLIBC_TUNABLES would at start-up: blocks up to 32 MiB (glibc's largest mmap
+threshold) come from the heap, and the heap keeps up to 2 GiB of free memory
+instead of trimming it. Page faults per epoch fell to a few dozen, kernel
+time to 0.01 s and A3's step on PyTorch ran about 1.5x as fast
+(BENCHMARKS.md, "PyTorch on a CPU: page faults"). The cost is memory: up to
+2 GiB freed by the process stays in its resident set until the process ends.
+
+It applies on the PyTorch backend only: TensorFlow's and JAX's steps allocate
+through their own allocators and measured the same either way. It leaves
+malloc alone where the user set malloc tunables themselves (GLIBC_TUNABLES
+with glibc.malloc.*, or MALLOC_*_ variables), off glibc (macOS, musl), and
+where KBENCH_MALLOC=default asks for glibc's defaults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+OPT_OUT_ENV = "KBENCH_MALLOC"  # "default": leave glibc's malloc as it is
+MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit): bigger is refused
+TRIM_THRESHOLD_BYTES = 2**31 - 1  # mallopt takes a C int
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # malloc.h
+_USER_MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
+                          "MALLOC_ARENA_MAX")
+
+_state: str | None = None  # what reuse_freed_memory did in this process; None before its first call
+
+
+def reuse_freed_memory(backend: str | None = None) -> str:
+    """Set glibc's malloc to keep freed memory (see the module's docstring), once per process, on PyTorch.
+
+    Returns what this process's malloc runs with, as describe_environment records it: 'kbench: ...',
+    or why it was left alone. Later calls return the first call's answer.
+    """
+    global _state
+    if _state is not None:
+        return _state
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
+    if backend != "torch":
+        return "glibc default" if _is_glibc() else "not glibc"  # not recorded: a later torch call may still apply
+    _state = _reason_to_leave_alone() or _apply()
+    return _state
+
+
+def malloc_setting() -> str:
+    """What this process's malloc runs with, for describe_environment (without changing it)."""
+    if _state is not None:
+        return _state
+    return _reason_to_leave_alone() or "glibc default"
+
+
+def keep_freed_memory() -> bool:
+    """Fix glibc's mmap and trim thresholds now, whatever the backend; whether glibc took both."""
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD,
+                                                                                 TRIM_THRESHOLD_BYTES))
+
+
+def _apply() -> str:
+    if not keep_freed_memory():
+        return "glibc default (mallopt refused the thresholds)"
+    return (f"kbench: glibc mmap_threshold {MMAP_THRESHOLD_BYTES // 2**20} MiB, trim_threshold 2 GiB "
+            f"({OPT_OUT_ENV}=default turns this off)")
+
+
+def _reason_to_leave_alone() -> str | None:
+    if not _is_glibc():
+        return "not glibc"
+    if os.environ.get(OPT_OUT_ENV, "").strip().lower() == "default":
+        return f"glibc default ({OPT_OUT_ENV}=default)"
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc." in tunables:
+        return f"set by the user: GLIBC_TUNABLES={tunables}"
+    chosen = [name for name in _USER_MALLOC_VARIABLES if name in os.environ]
+    if chosen:
+        return "set by the user: " + ", ".join(f"{name}={os.environ[name]}" for name in chosen)
+    return None
+
+
+def _is_glibc() -> bool:
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -173,21 +174,27 @@ def alternate(args: argparse.Namespace) -> dict:
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
 
     class CpuClock(keras.callbacks.Callback):
-        """Process CPU seconds, all threads, of an epoch's training part: threads that compete with the step for
-        the cores show here even where the wall clock hides them in its noise. No batch hook (async-safe)."""
+        """Process CPU seconds (all threads), the kernel's share of them and minor page faults, per 1,000 images
+        of an epoch's training part: threads that compete with the step for the cores, and memory the allocator
+        maps afresh (kbench.training.host_memory), show here where the wall clock hides them in its noise.
+        No batch hook (async-safe)."""
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.start, self.seconds = time.process_time(), None
+            self.start, self.usage = resource.getrusage(resource.RUSAGE_SELF), None
 
         def on_test_begin(self, logs=None):
             self.on_epoch_end(None)
 
         def on_epoch_end(self, epoch, logs=None):
-            if self.seconds is None:
-                self.seconds = time.process_time() - self.start
+            if self.usage is None:
+                end, per_1000 = resource.getrusage(resource.RUSAGE_SELF), 1000 / len(x)
+                self.usage = {
+                    "cpu_s": per_1000 * (end.ru_utime + end.ru_stime - self.start.ru_utime - self.start.ru_stime),
+                    "kernel_s": per_1000 * (end.ru_stime - self.start.ru_stime),
+                    "page_faults": per_1000 * (end.ru_minflt - self.start.ru_minflt)}
 
-    def epoch(mode: str, index: int) -> tuple[float, float]:
-        """(training images/s, CPU seconds per 1,000 images) of epoch `index`, trained the `mode` way."""
+    def epoch(mode: str, index: int) -> tuple[float, dict]:
+        """(training images/s, CpuClock's usage per 1,000 images) of epoch `index`, trained the `mode` way."""
         cpu = CpuClock()
         if mode == "fit":
             timer = EpochTimer()
@@ -197,7 +204,7 @@ def alternate(args: argparse.Namespace) -> dict:
                          keras.callbacks.BackupAndRestore(str(folder / "backup"))]
             model.fit(x, y, batch_size=args.batch_size, shuffle=True, validation_data=(x_val, y_val),
                       callbacks=callbacks, epochs=1, verbose=0)
-            return len(x) / timer._train_seconds, 1000 * cpu.seconds / len(x)
+            return len(x) / timer._train_seconds, cpu.usage
         trial = TrialFolder(folder / "trial")
         trial.path.mkdir(exist_ok=True)
         shutil.rmtree(trial.backup_dir, ignore_errors=True)  # kbench's backup outlives fit; it would skip the epoch
@@ -211,19 +218,19 @@ def alternate(args: argparse.Namespace) -> dict:
             model.fit(feed if resident else on_device(feed, 1), steps_per_epoch=steps, shuffle=False,
                       validation_data=evaluation_feed(val, transform, args.batch_size, resident=resident),
                       callbacks=callbacks, epochs=1, verbose=0)
-        return len(x) / timer._train_seconds, 1000 * cpu.seconds / len(x)
+        return len(x) / timer._train_seconds, cpu.usage
 
     for mode in ALTERNATED:  # compiles the steps: not counted
         epoch(mode, 0)
     figures: dict[str, list[float]] = {mode: [] for mode in ALTERNATED}
-    cpu_seconds: dict[str, list[float]] = {mode: [] for mode in ALTERNATED}
+    usage: dict[str, list[dict]] = {mode: [] for mode in ALTERNATED}
     for round_ in range(args.repeats):
         for mode in ALTERNATED[round_ % 2:] + ALTERNATED[: round_ % 2]:
-            images_per_s, cpu_per_1000 = epoch(mode, round_ + 1)
+            images_per_s, used = epoch(mode, round_ + 1)
             figures[mode].append(images_per_s)
-            cpu_seconds[mode].append(cpu_per_1000)
+            usage[mode].append(used)
     return {"mode": ALTERNATE, "backend": keras.backend.backend(), "feed": feed_kind, "epochs": figures,
-            "cpu_s_per_1000": cpu_seconds, "host_malloc": malloc}
+            "usage_per_1000": usage, "host_malloc": malloc}
 
 
 def subprocess_run(mode: str, backend: str, args: argparse.Namespace) -> dict | None:
@@ -301,30 +308,35 @@ def same_process(args: argparse.Namespace) -> int:
     """--same-process: per backend, one process alternating plain fit's epochs with kbench's; the table."""
     started, load_at_start = time.strftime("%Y-%m-%d %H:%M %Z"), load_average()
     rows = ["| backend | kbench's feed | fit images/s (epochs) | kbench images/s (epochs) | kbench/fit "
-            "| kbench/fit per round: median (range) | CPU s per 1,000 images: fit / kbench |", "|---|---|---|---|---|---|---|"]
+            "| kbench/fit per round: median (range) | per 1,000 images, fit / kbench: CPU s | kernel CPU s "
+            "| minor page faults |", "|---|---|---|---|---|---|---|---|---|"]
     failed, mallocs = False, {}
     for backend in args.backends:
         result = subprocess_run(ALTERNATE, backend, args)
         if result is None:
             failed = True
-            rows.append(f"| {backend} | failed | | | | | |")
+            rows.append(f"| {backend} | failed | | | | | | | |")
             continue
         runs, mallocs[backend] = result["epochs"], result["host_malloc"]
         medians = {mode: statistics.median(runs[mode]) for mode in ALTERNATED}
         cells = [f"{medians[m]:,.0f} ({' / '.join(f'{v:,.0f}' for v in runs[m])})" for m in ALTERNATED]
         # Each round's two epochs ran minutes apart at most: their ratio is free of the machine's slower drift.
-        cpu = {mode: statistics.median(result["cpu_s_per_1000"][mode]) for mode in ALTERNATED}
+        used = {(mode, what): statistics.median(epoch[what] for epoch in result["usage_per_1000"][mode])
+                for mode in ALTERNATED for what in ("cpu_s", "kernel_s", "page_faults")}
         paired = [k / f for f, k in zip(runs["fit"], runs["kbench"])]
         feed = "tf.data ops" if backend == "tensorflow" else result["feed"]  # kbench.training.tf_feed on TensorFlow
         rows.append(f"| {backend} | {feed} | {cells[0]} | {cells[1]} | {medians['kbench'] / medians['fit']:.3f} "
                     f"| {statistics.median(paired):.3f} ({min(paired):.2f}-{max(paired):.2f}) "
-                    f"| {' / '.join(f'{cpu[m]:.2f}' for m in ALTERNATED)} |")
+                    + "".join(f"| {' / '.join(format(used[m, what], spec) for m in ALTERNATED)} "
+                              for what, spec in (("cpu_s", ".2f"), ("kernel_s", ".3f"), ("page_faults", ",.0f")))
+                    + "|")
     text = (f"Started {started}; {common.cpu_model()}, {os.cpu_count()} cores; load average {load_at_start} at the "
             f"start, {load_average()} at the end. {', '.join(f'{k} {v}' for k, v in versions().items())}.\n"
             f"A3, batch {args.batch_size}, {args.train_subset:,} training images; one process per backend, one "
             f"model trained one epoch at a time, plain fit and kbench's epoch alternated for {args.repeats} rounds "
             f"after one compiling epoch each; images/s of the training part of each epoch, median; process CPU "
-            f"seconds (all threads) of the training part per 1,000 images, median.\n\n"
+            f"seconds (all threads), the kernel's share and minor page faults of the training part per 1,000 "
+            f"images, median (getrusage).\n\n"
             + "\n".join(rows) + "\n" + malloc_note(mallocs))
     print("\n" + text)
     if args.output:

@@ -47,6 +47,8 @@ CSV_FIELDS = [
     "keras_jit_compile",
     "native_epoch_seconds",
     "keras_epoch_seconds",
+    "native_host_malloc",
+    "keras_host_malloc",
     "note",
 ]
 

@@ -86,6 +86,12 @@ def test_tunables_for_other_parts_of_glibc_do_not_count(fresh, monkeypatch):
     assert fresh == ["mallopt"]
 
 
+def test_other_backends_report_the_users_own_setting(fresh, monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=33554432")
+    assert host_memory.reuse_freed_memory("jax") == "set by the user: GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432"
+    assert fresh == []
+
+
 def test_off_glibc_nothing_is_called(fresh, monkeypatch):
     monkeypatch.setattr(host_memory, "_is_glibc", lambda: False)
     assert host_memory.reuse_freed_memory("torch") == "not glibc"

@@ -95,6 +95,33 @@ def test_script_trains_and_prints_one_json_result(run_script, script):
     assert result["epochs"] == 1 and result["batch_size"] == 128 and result["n_train"] == 512
     assert math.isfinite(result["final_loss"]) and 0 < result["final_loss"] < 2.5  # ln(10) = 2.30 at the start
     assert 0 <= result["test_accuracy"] <= 1
+    if expected_backend == "torch" and result["host_malloc"] != "not glibc":  # both PyTorch sides: kbench's allocator
+        assert result["host_malloc"].startswith(("kbench: glibc", "set by the user", "glibc default (KBENCH"))
+
+
+def test_comparison_rows_fit_the_csv_and_name_the_allocator(monkeypatch):
+    import argparse
+    import csv
+    import io
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    keras_vs_native = importlib.import_module("keras_vs_native")
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")  # installed wherever the suite runs
+    kept = "kbench: glibc mmap_threshold 32 MiB, trim_threshold 2 GiB (KBENCH_MALLOC=default turns this off)"
+    results = {"native": dict(host_malloc="glibc default"), "keras": dict(host_malloc=kept)}
+
+    def fake_run(script, options, keras_backend=None):
+        impl = "keras" if keras_backend else "native"
+        return dict(images_per_s=100.0, test_accuracy=0.5, final_loss=1.0, jit_compile=False,
+                    epoch_seconds=[2.0, 1.0], **results[impl]), ""
+
+    monkeypatch.setattr(keras_vs_native, "run_script", fake_run)
+    row = keras_vs_native.compare_backend(backend, argparse.Namespace(epochs=2, batch_size=128, train_subset=512,
+                                                                     test_subset=None, keras_args=""), [])
+    csv.DictWriter(io.StringIO(), fieldnames=keras_vs_native.CSV_FIELDS).writerow(row)  # every key has a column
+    text = keras_vs_native.markdown([row], argparse.Namespace(train_subset=512, batch_size=128, epochs=2,
+                                                            keras_args=""), "cmd", "now", ("0", "0"))
+    assert "| native: glibc default; keras: kbench: glibc mmap_threshold 32 MiB, trim_threshold 2 GiB |" in text
 
 
 def test_native_loops_compute_the_same_losses(run_script):

@@ -15,9 +15,10 @@ process) ran 0.83 to 1.04 times as fast as each other with the same code.
 GLIBC_TUNABLES would at start-up: blocks up to 32 MiB (glibc's largest mmap
 threshold) come from the heap, and the heap keeps up to 2 GiB of free memory
 instead of trimming it. Page faults per epoch fell to a few dozen, kernel
-time to 0.01 s and A3's step on PyTorch ran about 1.5x as fast
-(BENCHMARKS.md, "PyTorch on a CPU: page faults"). The cost is memory: up to
-2 GiB freed by the process stays in its resident set until the process ends.
+time to 0.01 s and A3's trials on PyTorch ran 1.5-1.7x as fast
+(BENCHMARKS.md section 4, "Page faults: glibc's malloc"). The cost is memory: up to
+2 GiB freed by the process can stay in its resident set until the process
+ends (an A3 trial's peak: 999 MB against 984).
 
 It applies on the PyTorch backend only: TensorFlow's and JAX's steps allocate
 through their own allocators and measured the same either way. It leaves
@@ -56,7 +57,7 @@ def reuse_freed_memory(backend: str | None = None) -> str:
 
         backend = keras.backend.backend()
     if backend != "torch":
-        return "glibc default" if _is_glibc() else "not glibc"  # not recorded: a later torch call may still apply
+        return malloc_setting()  # not recorded: a later call on PyTorch may still apply it
     _state = _reason_to_leave_alone() or _apply()
     return _state
 

@@ -95,7 +95,7 @@ def test_script_trains_and_prints_one_json_result(run_script, script):
     assert result["epochs"] == 1 and result["batch_size"] == 128 and result["n_train"] == 512
     assert math.isfinite(result["final_loss"]) and 0 < result["final_loss"] < 2.5  # ln(10) = 2.30 at the start
     assert 0 <= result["test_accuracy"] <= 1
-    if expected_backend == "torch" and result["host_malloc"] != "not glibc":  # both PyTorch sides: kbench's allocator
+    if expected_backend in ("torch", "jax") and result["host_malloc"] != "not glibc":  # both sides: kbench's malloc
         assert result["host_malloc"].startswith(("kbench: glibc", "set by the user", "glibc default (KBENCH"))
 
 

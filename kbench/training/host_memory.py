@@ -1,4 +1,4 @@
-"""glibc's malloc set to keep freed memory, so PyTorch's CPU steps stop mapping fresh pages every step.
+"""glibc's malloc set to keep freed memory, so PyTorch's and JAX's CPU steps stop mapping fresh pages every step.
 
 PyTorch takes its CPU tensors from malloc. glibc serves large blocks with
 mmap and returns them to the kernel on free, and hands back the heap's free
@@ -14,14 +14,19 @@ process) ran 0.83 to 1.04 times as fast as each other with the same code.
 `reuse_freed_memory` fixes both limits with `mallopt`, as glibc's own
 GLIBC_TUNABLES would at start-up: blocks up to 32 MiB (glibc's largest mmap
 threshold) come from the heap, and the heap keeps up to 2 GiB of free memory
-instead of trimming it. Page faults per epoch fell to a few dozen, kernel
+instead of trimming it. It also stops malloc from mapping larger blocks on
+their own (M_MMAP_MAX 0): they come from the main heap too, which glibc
+still extends with a mapping where it cannot grow in place. XLA's CPU
+buffers for A3's step are larger than 32 MiB: with the thresholds alone
+JAX still took 119,000 page faults per 1,000 images and spent 29 % of its
+CPU time in the kernel; with this, a few hundred per epoch. Page faults per epoch fell to a few dozen, kernel
 time to 0.01 s and A3's trials on PyTorch ran 1.5-1.7x as fast
 (BENCHMARKS.md section 4, "Page faults: glibc's malloc"). The cost is memory: up to
 2 GiB freed by the process can stay in its resident set until the process
 ends (an A3 trial's peak: 999 MB against 984).
 
-It applies on the PyTorch backend only: TensorFlow's and JAX's steps allocate
-through their own allocators and measured the same either way. It leaves
+It applies on the PyTorch and JAX backends: TensorFlow's step took a few
+dozen page faults per 1,000 images with glibc's defaults, nothing to gain. It leaves
 malloc alone where the user set malloc tunables themselves (GLIBC_TUNABLES
 with glibc.malloc.*, or MALLOC_*_ variables), off glibc (macOS, musl), and
 where KBENCH_MALLOC=default asks for glibc's defaults.
@@ -36,7 +41,8 @@ import platform
 OPT_OUT_ENV = "KBENCH_MALLOC"  # "default": leave glibc's malloc as it is
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit): bigger is refused
 TRIM_THRESHOLD_BYTES = 2**31 - 1  # mallopt takes a C int
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # malloc.h
+BACKENDS = ("torch", "jax")  # whose CPU steps fault pages in with glibc's defaults (module docstring)
 _USER_MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
                           "MALLOC_ARENA_MAX")
 
@@ -44,7 +50,7 @@ _state: str | None = None  # what reuse_freed_memory did in this process; None b
 
 
 def reuse_freed_memory(backend: str | None = None) -> str:
-    """Set glibc's malloc to keep freed memory (see the module's docstring), once per process, on PyTorch.
+    """Set glibc's malloc to keep freed memory (see the module's docstring), once per process, on PyTorch and JAX.
 
     Returns what this process's malloc runs with, as describe_environment records it: 'kbench: ...',
     or why it was left alone. Later calls return the first call's answer.
@@ -56,8 +62,8 @@ def reuse_freed_memory(backend: str | None = None) -> str:
         import keras
 
         backend = keras.backend.backend()
-    if backend != "torch":
-        return malloc_setting()  # not recorded: a later call on PyTorch may still apply it
+    if backend not in BACKENDS:
+        return malloc_setting()  # not recorded: a later call on PyTorch or JAX may still apply it
     _state = _reason_to_leave_alone() or _apply()
     return _state
 
@@ -70,17 +76,18 @@ def malloc_setting() -> str:
 
 
 def keep_freed_memory() -> bool:
-    """Fix glibc's mmap and trim thresholds now, whatever the backend; whether glibc took both."""
+    """Fix glibc's mmap and trim thresholds, and stop its own mappings of large blocks, now, whatever the
+    backend; whether glibc took all three."""
     mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD,
-                                                                                 TRIM_THRESHOLD_BYTES))
+    return all([mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES), mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+                mallopt(_M_MMAP_MAX, 0)])
 
 
 def _apply() -> str:
     if not keep_freed_memory():
         return "glibc default (mallopt refused the thresholds)"
-    return (f"kbench: glibc mmap_threshold {MMAP_THRESHOLD_BYTES // 2**20} MiB, trim_threshold 2 GiB "
+    return (f"kbench: glibc mmap_threshold {MMAP_THRESHOLD_BYTES // 2**20} MiB, trim_threshold 2 GiB, mmap_max 0 "
             f"({OPT_OUT_ENV}=default turns this off)")
 
 

@@ -276,6 +276,7 @@ def malloc_note(mallocs: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.run:
+        reuse_freed_memory(os.environ.get("KERAS_BACKEND", "tensorflow"))  # before Keras and its backend load
         print(RESULT + json.dumps(alternate(args) if args.run == ALTERNATE else run(args.run, args)), flush=True)
         return 0
     if args.same_process:

@@ -353,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "verbose", 1) < 2:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
+    if os.environ.get("KERAS_BACKEND"):
+        # Before the backend loads: memory it maps first would still be unmapped and faulted in every step.
+        from kbench.training.host_memory import reuse_freed_memory  # no Keras import
+
+        reuse_freed_memory(os.environ["KERAS_BACKEND"])
     try:
         return COMMANDS[args.command](args)
     except KbenchError as error:

@@ -14,8 +14,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 
-import keras
+from kbench.training.host_memory import reuse_freed_memory
+
+# malloc as kbench's command line sets it, before the backend loads (kbench.training.host_memory)
+reuse_freed_memory(os.environ.get("KERAS_BACKEND", "tensorflow"))
+
+import keras  # noqa: E402
 import numpy as np
 
 import common
@@ -23,7 +29,6 @@ from kbench.config import TrialConfig
 from kbench.models import build_model
 from kbench.training.callbacks import EpochTimer
 from kbench.training.feed import training_feed
-from kbench.training.host_memory import reuse_freed_memory
 from kbench.training.seeding import set_random_seed
 from kbench.training.trial import JIT, make_loss, make_optimizer
 
@@ -53,7 +58,6 @@ class EpochRecorder(EpochTimer):
 
 def main(argv=None) -> None:
     args = common.parse_args(__doc__.splitlines()[0], argv)
-    reuse_freed_memory()  # as kbench's trials (kbench.training.host_memory: PyTorch only)
     data = common.load_cifar10(args.train_subset, args.test_subset)
     config = TrialConfig(
         dataset="cifar10",

@@ -260,7 +260,9 @@ def test_trials_share_declared_gpus_side_by_side_and_a_raising_trial_is_not_retr
 
     bad = folders[2]
     assert bad.status() == Status.ERROR and "no_such_metric" in bad.read_error()
-    assert text.count(f"({bad.name}): training") == 1, text[-3000:]  # "[3/3] <grid values> (<folder>): training"
+    # "[3/3] <grid values> (<folder>): training", printed by the worker: at most once. Ray forwards a worker's
+    # output asynchronously and was seen to lose a failing worker's lines (CI, 2026-12-06), so it may be missing.
+    assert text.count(f"({bad.name}): training") <= 1, text[-3000:]
 
 
 def test_asha_needs_a_metric_every_trial_reports():

@@ -14,20 +14,21 @@ process) ran 0.83 to 1.04 times as fast as each other with the same code.
 `reuse_freed_memory` fixes both limits with `mallopt`, as glibc's own
 GLIBC_TUNABLES would at start-up: blocks up to 32 MiB (glibc's largest mmap
 threshold) come from the heap, and the heap keeps up to 2 GiB of free memory
-instead of trimming it. It also stops malloc from mapping larger blocks on
-their own (M_MMAP_MAX 0): they come from the main heap too, which glibc
-still extends with a mapping where it cannot grow in place. XLA's CPU
-buffers for A3's step are larger than 32 MiB: with the thresholds alone
-JAX still took 119,000 page faults per 1,000 images and spent 29 % of its
-CPU time in the kernel; with this, a few hundred per epoch. Page faults per epoch fell to a few dozen, kernel
-time to 0.01 s and A3's trials on PyTorch ran 1.5-1.7x as fast
-(BENCHMARKS.md section 4, "Page faults: glibc's malloc"). The cost is memory: up to
-2 GiB freed by the process can stay in its resident set until the process
-ends (an A3 trial's peak: 999 MB against 984).
+instead of trimming it. PyTorch's page faults per epoch fell to a few dozen,
+its kernel time to 0.01 s, and A3's trials ran 1.5-1.7x as fast. It also
+stops malloc from mapping larger blocks on their own (M_MMAP_MAX 0): they
+come from the main heap too, which glibc still extends with a mapping where
+it cannot grow in place. XLA's CPU buffers for A3's step are larger than
+32 MiB: with the thresholds alone JAX still took 119,000 page faults per
+1,000 images and spent 29 % of its CPU time in the kernel; with this, a few
+hundred per epoch, and its trials ran 1.4x as fast (BENCHMARKS.md section 4,
+"Page faults: glibc's malloc"). The cost is memory: up to 2 GiB freed by the
+process can stay in its resident set until the process ends (an A3 trial's
+peak: 993 MB against 988 on PyTorch, 1,348 against 1,167 on JAX).
 
 It applies on the PyTorch and JAX backends: TensorFlow's step took a few
-dozen page faults per 1,000 images with glibc's defaults, nothing to gain. It leaves
-malloc alone where the user set malloc tunables themselves (GLIBC_TUNABLES
+dozen page faults per 1,000 images with glibc's defaults, nothing to gain.
+It leaves malloc alone where the user set malloc tunables themselves (GLIBC_TUNABLES
 with glibc.malloc.*, or MALLOC_*_ variables), off glibc (macOS, musl), and
 where KBENCH_MALLOC=default asks for glibc's defaults.
 """

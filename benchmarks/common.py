@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from kbench.training.host_memory import malloc_setting  # framework-free (ctypes)
+
 REPO = Path(__file__).resolve().parent.parent
 VALIDATION_SPLIT = 0.2  # kbench's TrialConfig default: the last 20 % of train is held out
 NUM_CLASSES = 10
@@ -228,17 +230,10 @@ def result_line(
             "first_epoch_s": epoch_seconds[0],
             "epoch_seconds": [round(s, 3) for s in epoch_seconds],
             "epoch_losses": [round(v, 5) for v in losses],
-            "host_malloc": host_malloc(),
+            "host_malloc": malloc_setting(),  # kbench.training.host_memory: PyTorch's and JAX's CPU speed
             **extra,
         }
     )
-
-
-def host_malloc() -> str:
-    """What this process's malloc runs with (kbench.training.host_memory): PyTorch's CPU speed depends on it."""
-    from kbench.training.host_memory import malloc_setting  # framework-free (ctypes)
-
-    return malloc_setting()
 
 
 def accuracy(predicted_classes: np.ndarray, labels: np.ndarray) -> float:

@@ -36,6 +36,7 @@ import json
 import numpy as np
 
 from kbench.bench import timed  # the same clock as `kbench bench` (imports no framework)
+from kbench.training.host_memory import malloc_setting, reuse_freed_memory
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
@@ -249,6 +250,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args(argv)
+    reuse_freed_memory(args.framework)  # as `kbench bench` on the Keras side; before the framework loads
     first, times, device, settings = (torch_run if args.framework == "torch" else jax_run)(args)
     median = float(np.median(times))
     print(json.dumps({
@@ -256,7 +258,7 @@ def main(argv=None) -> None:
         "device": device, "settings": settings, "batch_size": args.batch_size, "img_size": args.image_size,
         "train_step_time_ms": 1000 * median, "train_samples_per_sec": args.batch_size / median,
         "train_compile_s": first - median, "gmacs_per_image": resnet18_macs(args.image_size) / 1e9,
-        "steps": args.steps, "warmup": args.warmup,
+        "steps": args.steps, "warmup": args.warmup, "host_malloc": malloc_setting(),
     }), flush=True)
 
 

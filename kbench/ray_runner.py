@@ -424,6 +424,8 @@ def record_stopped_early(folder: TrialFolder, job: TrialJob) -> None:
             "best_epoch": int(best["epoch"]) + 1 if best is not None else None,
             "train_time_s": float(history["train_time_s"].sum()) if "train_time_s" in history else None,
         }, job.config, job.fingerprint)
+    if job.tracking is not None:  # its worker was stopped mid-trial: its MLflow run would stay RUNNING
+        job.tracking.finish_outside(folder)
 
 
 def train_job(params: dict[str, Any], jobs: list[TrialJob]) -> None:

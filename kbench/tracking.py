@@ -121,6 +121,13 @@ class MlflowTracking:
         _guarded("run start", lambda: tracked.open(config, identity, backend))
         return tracked
 
+    def finish_outside(self, folder: TrialFolder) -> None:
+        """End the run of a trial finished by someone other than its worker (the Ray driver records a trial ASHA
+        stopped, whose worker was stopped mid-trial): as `TrialRun.finish`, with metrics.json's status as tag."""
+        tracked = TrialRun(self, folder)
+        tracked.run_id = _run_id(self, folder)
+        tracked.finish()
+
     def log_evaluation(self, folder: TrialFolder) -> None:
         """The best trial's evaluation figures, into its run's evaluation/ artifacts."""
         run_id = _run_id(self, folder)

@@ -143,6 +143,31 @@ def test_a_trial_killed_and_resumed_is_one_run_with_each_epoch_once(server, writ
     assert pictures == {f"evaluation/{picture.name}" for picture in folder.evaluation_pictures()} and pictures
 
 
+def test_a_trial_asha_stopped_ends_its_run_tagged_stopped_early(server, tmp_path):
+    """The Ray driver records a trial ASHA stopped (its worker was stopped mid-trial, its run left RUNNING):
+    the run ends FINISHED with the trial's status as tag and its epochs run, as a finished trial's does."""
+    from kbench.config import TrialConfig
+    from kbench.ray_runner import TrialJob, record_stopped_early
+
+    client = MlflowClient(server)
+    tracking = MlflowTracking(server, client.create_experiment("asha"), "asha")
+    folder = TrialFolder(tmp_path / "trial")
+    folder.path.mkdir()
+    config = TrialConfig(dataset="digits", model="a1", epochs=5).to_dict()
+    run = tracking.trial(folder, config, {"data_fingerprint": "abc"}, "torch")
+    run.log_epoch(0, {"loss": 2.0, "val_accuracy": 0.3})
+    run.log_epoch(1, {"loss": 1.5, "val_accuracy": 0.4})
+    folder.history_file.write_text("epoch,loss,val_accuracy,train_time_s\n0,2.0,0.3,1.0\n1,1.5,0.4,1.0\n")
+    assert client.get_run(run.run_id).info.status == "RUNNING"
+    job = TrialJob(config=config, folder=str(folder.path), label="a1", grid_keys=[], data_dir=None, fingerprint="abc",
+                   identity={}, store_token="", verbose=0, threads=1, tracking=tracking)
+    record_stopped_early(folder, job)
+    ended = client.get_run(run.run_id)
+    assert folder.status() == Status.STOPPED_EARLY
+    assert ended.info.status == "FINISHED" and ended.data.tags["kbench.status"] == Status.STOPPED_EARLY
+    assert ended.data.metrics["epochs_run"] == 2 and ended.data.metrics["best_val_accuracy"] == pytest.approx(0.4)
+
+
 def test_an_unreachable_server_costs_one_warning_line_and_training_goes_on(write_experiment, logs_dir, capsys):
     path = write_experiment("untracked", TWO_EPOCHS.replace("epochs=2", "epochs=1"))
     dead = f"http://127.0.0.1:{free_port()}"

@@ -61,7 +61,8 @@ check() {
     local dir="$1"; shift
     local site
     site="$(mktemp -d /tmp/gpu_check_site.XXXXXX)"
-    trap 'rm -rf "$site"' EXIT
+    # expanded now: at exit, under set -u, the local would be gone ("site: unbound variable", folder left behind)
+    trap "rm -rf '$site'" EXIT
     "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --target "$site" "$dir"/wheels/*.whl
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" KBENCH_DATA_DIR="$dir/data"
     export KBENCH_CACHE_DIR="${KBENCH_CACHE_DIR:-/tmp/kbench-gpu-check-cache}" TF_CPP_MIN_LOG_LEVEL=2

@@ -23,8 +23,8 @@ Each framework at its best, so that Keras/native ratios do not flatter Keras:
 - JAX: `--compile` jits the step with the parameters, BatchNorm statistics and
   Adam state donated (updated in place, as Keras's JAX trainer does); NHWC.
 
-Prints one JSON line: images/s (median step), the first step's extra time
-(compilation), model MACs per image, counted from the layer shapes, and
+Prints one JSON line: images/s (median step), the warm-up steps' time beyond
+steady ones (compilation, as `kbench bench` counts it), model MACs per image, counted from the layer shapes, and
 `settings`, the settings it ran with in words (gpu_check.sh's settings column).
 """
 
@@ -251,13 +251,13 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args(argv)
     reuse_freed_memory(args.framework)  # as `kbench bench` on the Keras side; before the framework loads
-    first, times, device, settings = (torch_run if args.framework == "torch" else jax_run)(args)
+    compile_s, times, device, settings = (torch_run if args.framework == "torch" else jax_run)(args)
     median = float(np.median(times))
     print(json.dumps({
         "impl": "native", "framework": args.framework, "compiled": args.compile, "precision": args.precision,
         "device": device, "settings": settings, "batch_size": args.batch_size, "img_size": args.image_size,
         "train_step_time_ms": 1000 * median, "train_samples_per_sec": args.batch_size / median,
-        "train_compile_s": first - median, "gmacs_per_image": resnet18_macs(args.image_size) / 1e9,
+        "train_compile_s": compile_s, "gmacs_per_image": resnet18_macs(args.image_size) / 1e9,
         "steps": args.steps, "warmup": args.warmup, "host_malloc": malloc_setting(),
     }), flush=True)
 

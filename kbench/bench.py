@@ -87,8 +87,9 @@ def bench(settings: BenchSettings) -> dict[str, Any]:
     device_feed_*: the same with the device feed (batches gathered on the
     device, kbench.training.resident_feed); *_alone: the feed without steps.
     train_compile_s: the warm-up steps' time beyond as many steady ones (tracing
-    and compilation, recompiles included). FLOPs are 2 x MACs; a training step is counted as 3 forward
-    passes (forward, and a backward pass of about twice the forward cost);
+    and compilation, recompiles included). FLOPs are 2 x MACs; a training step
+    is counted as 3 forward passes (forward, and a backward pass of about twice
+    the forward cost);
     MFU is against the device's dense peak for the precision
     (kbench.training.peaks), n/a with the reason elsewhere.
     """

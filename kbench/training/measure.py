@@ -76,7 +76,7 @@ class PeakMemory:
     resident memory (VmHWM) is reset at the start (/proc/self/clear_refs) and read at the end; spans may nest.
     Elsewhere it comes from sampling the resident set size every `interval_s` in a thread, which can miss a
     peak shorter than the interval. (The sampling thread woke 50 times a second and slowed PyTorch's CPU
-    step by 2-3 %: a thread that wants the GIL and a core beside two busy compute threads.) Accelerator peaks
+    step by 1.5-3 %: a thread that wants the GIL and a core beside two busy compute threads.) Accelerator peaks
     are reset at the start where the backend allows it (torch, TensorFlow); JAX cannot reset its peak, so
     its span figure is "n/a".
     """

@@ -37,3 +37,15 @@ def test_steady_rounds_give_a_narrow_interval_and_one_round_gives_no_interval(fi
     mean, low, high = interval(fit_overhead.ratio_interval([0.99, 1.0, 1.01, 1.0, 0.995, 1.005]))
     assert 0.99 < low < mean < high < 1.01
     assert fit_overhead.ratio_interval([0.95]) == "0.950"
+
+
+def test_processes_are_pooled_round_by_round_and_each_process_is_shown(fit_overhead):
+    one = {"feed": "device", "host_malloc": "m", "epochs": {"fit": [100.0, 100.0], "kbench": [98.0, 99.0]},
+           "usage_per_1000": {"fit": [{"cpu_s": 1}] * 2, "kbench": [{"cpu_s": 2}] * 2}}
+    two = {"feed": "device", "host_malloc": "m", "epochs": {"fit": [200.0], "kbench": [210.0]},
+           "usage_per_1000": {"fit": [{"cpu_s": 3}], "kbench": [{"cpu_s": 4}]}}
+    merged = fit_overhead.pooled([one, two])
+    assert merged["epochs"] == {"fit": [100.0, 100.0, 200.0], "kbench": [98.0, 99.0, 210.0]}
+    assert [u["cpu_s"] for u in merged["usage_per_1000"]["kbench"]] == [2, 2, 4] and merged["feed"] == "device"
+    assert fit_overhead.per_process([one, two]) == f"; per process {math.sqrt(0.98 * 0.99):.3f}, 1.050"
+    assert fit_overhead.per_process([one]) == ""

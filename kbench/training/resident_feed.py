@@ -16,10 +16,7 @@ Which feed a trial uses (`chosen_feed`): feed=host, the host feed; feed=device,
 this one wherever it applies; feed=auto (the default), this one when it applies
 and the training and validation splits fit the budget, `BUDGET_FRACTION` of the memory free on the
 device (`free_memory`: torch.cuda.mem_get_info, JAX's device memory_stats,
-else the host's available memory from os.sysconf on a CPU), except for JAX on a CPU, where it is the
-host feed: there the device's memory is the host's, and the feed's per-step XLA programs, dispatched
-asynchronously beside the training step, slowed some processes' epochs by about 10 % with no more CPU
-time (BENCHMARKS.md section 1), which NumPy's gathers never did. It applies to
+else the host's available memory from os.sysconf on a CPU). It applies to
 in-memory splits without per-image random steps (those are computed image by
 image on the host, as are image files), on JAX and PyTorch with one device
 (with several, Keras's distribution shards each host batch itself). On
@@ -69,15 +66,6 @@ def free_memory() -> tuple[int | None, str]:
         return None, "host available memory unknown"
 
 
-def _jax_on_a_cpu() -> bool:
-    """JAX computing on the host's CPU, where feed=auto keeps the host feed (see the module's docstring)."""
-    if keras.backend.backend() != "jax":
-        return False
-    import jax
-
-    return jax.devices()[0].platform == "cpu"
-
-
 def resident_bytes(split: ArraySplit) -> int:
     """Device memory a resident copy of `split` takes."""
     return split.images.nbytes + split.labels.nbytes
@@ -98,8 +86,6 @@ def chosen_feed(setting: str, splits: Sequence[Split | None], transform: ImageTr
         return "host"
     if setting == "device":
         return "device"
-    if _jax_on_a_cpu():
-        return "host"
     free, _ = free_memory()
     needed = sum(resident_bytes(split) for split in splits)
     return "device" if free is not None and needed <= BUDGET_FRACTION * free else "host"

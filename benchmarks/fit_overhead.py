@@ -283,12 +283,16 @@ def pooled(results: list[dict]) -> dict:
                     for key in ("epochs", "usage_per_1000")}
 
 
+def paired_ratios(epochs: dict[str, list[float]]) -> list[float]:
+    """Each round's kbench/fit: its two epochs ran minutes apart at most, free of the machine's slower drift."""
+    return [k / f for f, k in zip(epochs["fit"], epochs["kbench"])]
+
+
 def per_process(results: list[dict]) -> str:
     """'; per process 0.984, 1.047': each process's geometric mean of kbench/fit, where there are several."""
     if len(results) < 2:
         return ""
-    means = [np.exp(np.mean(np.log(np.array(r["epochs"]["kbench"]) / np.array(r["epochs"]["fit"])))) for r in results]
-    return "; per process " + ", ".join(f"{mean:.3f}" for mean in means)
+    return "; per process " + ", ".join(f"{np.exp(np.mean(np.log(paired_ratios(r['epochs'])))):.3f}" for r in results)
 
 
 def ratio_interval(ratios: list[float]) -> str:
@@ -359,10 +363,9 @@ def same_process(args: argparse.Namespace) -> int:
         runs, mallocs[backend] = result["epochs"], result["host_malloc"]
         medians = {mode: statistics.median(runs[mode]) for mode in ALTERNATED}
         cells = [f"{medians[m]:,.0f} ({' / '.join(f'{v:,.0f}' for v in runs[m])})" for m in ALTERNATED]
-        # Each round's two epochs ran minutes apart at most: their ratio is free of the machine's slower drift.
         used = {(mode, what): statistics.median(epoch[what] for epoch in result["usage_per_1000"][mode])
                 for mode in ALTERNATED for what in ("cpu_s", "kernel_s", "page_faults")}
-        paired = [k / f for f, k in zip(runs["fit"], runs["kbench"])]
+        paired = paired_ratios(runs)
         feed = "tf.data ops" if backend == "tensorflow" else result["feed"]  # kbench.training.tf_feed on TensorFlow
         rows.append(f"| {backend} | {feed} | {cells[0]} | {cells[1]} | {medians['kbench'] / medians['fit']:.3f} "
                     f"| {statistics.median(paired):.3f} ({min(paired):.2f}-{max(paired):.2f}) "
@@ -373,7 +376,8 @@ def same_process(args: argparse.Namespace) -> int:
     text = (f"Started {started}; {common.cpu_model()}, {os.cpu_count()} cores; load average {load_at_start} at the "
             f"start, {load_average()} at the end. {', '.join(f'{k} {v}' for k, v in versions().items())}.\n"
             f"A3, batch {args.batch_size}, {args.train_subset:,} training images; {args.processes} process(es) per "
-            f"backend (their rounds pooled), each one model trained one epoch at a time, plain fit and kbench's epoch alternated for {args.repeats} rounds "
+            f"backend (their rounds pooled), each one model trained one epoch at a time, plain fit and kbench's "
+            f"epoch alternated for {args.repeats} rounds "
             f"after one compiling epoch each; images/s of the training part of each epoch, median; process CPU "
             f"seconds (all threads), the kernel's share and minor page faults of the training part per 1,000 "
             f"images, median (getrusage). kbench is within 3 % of plain fit where the interval's lower end is at "

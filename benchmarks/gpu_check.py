@@ -252,8 +252,8 @@ def measure_pairs(part: str, args: argparse.Namespace, sizes: Sizes, clock: Cloc
     report.write(
         f"## {title}\n\n"
         f"Steps: batch {sizes.batch_size}, {sizes.image_size}x{sizes.image_size} random uint8 images on the device, "
-        f"{sizes.warmup} warm-up step(s) (their time beyond as many steady steps is 'compile s'), median of {sizes.steps} timed "
-        "steps, each returning its loss to the host; Adam. TFLOP/s: 3 x 2 x MACs per image x batch / step time; "
+        f"{sizes.warmup} warm-up step(s) (their time beyond as many steady steps is 'compile s'), "
+        f"median of {sizes.steps} timed steps, each returning its loss to the host; Adam. TFLOP/s: 3 x 2 x MACs per image x batch / step time; "
         "MFU against the dense peak named (kbench.training.peaks). Feed efficiency: Keras steps fed by kbench's "
         "input pipeline over steps on batches already on the device. Native rows: benchmarks/native_resnet.py.\n\n"
         + BENCH_HEAD)

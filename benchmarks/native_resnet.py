@@ -24,7 +24,8 @@ Each framework at its best, so that Keras/native ratios do not flatter Keras:
   Adam state donated (updated in place, as Keras's JAX trainer does); NHWC.
 
 Prints one JSON line: images/s (median step), the warm-up steps' time beyond
-steady ones (compilation, as `kbench bench` counts it), model MACs per image, counted from the layer shapes, and
+steady ones (compilation, as `kbench bench` counts it), model MACs per image,
+counted from the layer shapes, and
 `settings`, the settings it ran with in words (gpu_check.sh's settings column).
 """
 

@@ -53,8 +53,8 @@ def timed(step, steps: int, warmup: int) -> tuple[float, np.ndarray]:
     counts. `step` must return only once its work is done (host values), or the times are dispatch times.
     Also used by benchmarks/native_resnet.py, so both sides are timed alike.
     """
-    warm_up = 0.0
-    for _ in range(max(warmup, 1)):
+    warmup, warm_up = max(warmup, 1), 0.0
+    for _ in range(warmup):
         start = time.perf_counter()
         step()
         warm_up += time.perf_counter() - start
@@ -63,7 +63,7 @@ def timed(step, steps: int, warmup: int) -> tuple[float, np.ndarray]:
         start = time.perf_counter()
         step()
         times[i] = time.perf_counter() - start
-    return max(warm_up - max(warmup, 1) * float(np.median(times)), 0.0), times
+    return max(warm_up - warmup * float(np.median(times)), 0.0), times
 
 
 def _summary(prefix: str, times: np.ndarray, batch_size: int, flops_per_step: float) -> dict[str, float]:

@@ -25,7 +25,8 @@ process is the same: one process per backend builds and compiles one model, then
 trains it one epoch at a time, turn by turn (the order rotating each round):
 - fit: `fit(x, y, shuffle=True)` with Keras's stock callbacks, as above;
 - kbench: the epoch as `train_trial` runs it: the feed it chooses (tf.data ops on
-  TensorFlow, device-resident batches on JAX and PyTorch where they fit),
+  TensorFlow, device-resident batches on JAX and PyTorch where they fit, the host
+  feed for JAX on a CPU),
   its validation feed, `make_callbacks` (timer, divergence check, CSV history,
   kill-safe checkpoint and backup, TensorBoard summaries) and the memory and
   energy meters around fit.

@@ -10,6 +10,7 @@ from typing import Any, Iterable, TextIO
 
 import keras
 
+from kbench.training.environment import accelerator
 from kbench.training.progress import GridClock
 
 
@@ -105,16 +106,16 @@ class TerminateOnDivergence(keras.callbacks.TerminateOnNaN):
     usual (raise_error=True raises a RuntimeError instead, as TerminateOnNaN
     does). `stopped` holds (epoch, batch or None, loss) once it has stopped a run.
 
-    It keeps Keras's asynchronous callback dispatch on (``async_safe``): on JAX
-    and PyTorch the batch check runs in Keras's callback thread, on the loss
-    that thread has already converted to a Python number, so no step waits for
-    the device. Steps are queued ahead of their checks only so far: before a
-    step starts, it waits while DIVERGENCE_CHECK_LAG steps are unchecked, so a
-    diverging fit runs at most DIVERGENCE_CHECK_LAG steps past the diverged
-    one. On TensorFlow Keras checks each step before the next one starts.
+    On an accelerator it keeps Keras's asynchronous callback dispatch on
+    (``async_safe``): on JAX and PyTorch the batch check runs in Keras's
+    callback thread, on the loss that thread has already converted to a Python
+    number, so no step waits for the device. Steps are queued ahead of their
+    checks only so far: before a step starts, it waits while
+    DIVERGENCE_CHECK_LAG steps are unchecked, so a diverging fit runs at most
+    DIVERGENCE_CHECK_LAG steps past the diverged one. Where the step runs on
+    the host's CPU, and on TensorFlow, Keras checks each step before the next
+    one starts (see `async_safe`).
     """
-
-    async_safe = True  # batch hooks: Python numbers and locks only, and the model via _model (no JAX state sync)
 
     def __init__(self, num_classes: int, raise_error: bool = False):
         super().__init__(raise_error=raise_error)
@@ -125,6 +126,18 @@ class TerminateOnDivergence(keras.callbacks.TerminateOnNaN):
         self._steps = threading.Condition()  # guards the counts below and `stopped`
         self._dispatched = self._checked = 0
         self._reported = False
+
+    @property
+    def async_safe(self) -> bool:
+        """Whether Keras may run the batch check in its callback thread (read once per fit): on an accelerator.
+
+        The batch hooks are safe there (Python numbers and locks only, the model via _model: no JAX state
+        sync). On a CPU the host is the device: a callback thread has nothing to overlap with, and letting fit
+        queue steps ahead of their checks made kbench's epoch 10-12 % slower than plain fit's in three of seven
+        JAX processes on the 2-core machine, and not in the rest (BENCHMARKS.md section 1). With this one
+        hook synchronous, Keras runs every batch hook in fit's thread, as it does for a stock ModelCheckpoint.
+        """
+        return accelerator() != "cpu"
 
     def on_train_begin(self, logs=None):
         self.stopped, self._reported = None, False

@@ -16,7 +16,12 @@ Which feed a trial uses (`chosen_feed`): feed=host, the host feed; feed=device,
 this one wherever it applies; feed=auto (the default), this one when it applies
 and the training and validation splits fit the budget, `BUDGET_FRACTION` of the memory free on the
 device (`free_memory`: torch.cuda.mem_get_info, JAX's device memory_stats,
-else the host's available memory from os.sysconf on a CPU). It applies to
+else the host's available memory from os.sysconf on a CPU), except for JAX on a CPU, where it is the
+host feed: there the device's memory is the host's, so there is no copy to save, and with each step
+finished before the next is queued (kbench.training.callbacks.TerminateOnDivergence.async_safe) the host
+feed's threads gather the next batch during the step while this feed's gathers run between steps:
+kbench's epoch on the host feed ran at 0.99-1.03 of plain fit against 0.96-0.99 on this feed, in the same
+four processes (BENCHMARKS.md section 1). It applies to
 in-memory splits without per-image random steps (those are computed image by
 image on the host, as are image files), on JAX and PyTorch with one device
 (with several, Keras's distribution shards each host batch itself). On
@@ -35,6 +40,7 @@ import numpy as np
 
 from kbench.data.dataset import ArraySplit
 from kbench.data.pipeline import ImageTransform
+from kbench.training.environment import accelerator
 from kbench.training.feed import EvaluationBatches, Split, TrainingBatches, epoch_order
 
 BUDGET_FRACTION = 0.25  # of the device's free memory: the model, its activations and optimizer state need the rest
@@ -86,6 +92,8 @@ def chosen_feed(setting: str, splits: Sequence[Split | None], transform: ImageTr
         return "host"
     if setting == "device":
         return "device"
+    if keras.backend.backend() == "jax" and accelerator() == "cpu":
+        return "host"
     free, _ = free_memory()
     needed = sum(resident_bytes(split) for split in splits)
     return "device" if free is not None and needed <= BUDGET_FRACTION * free else "host"

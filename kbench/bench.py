@@ -53,17 +53,14 @@ def timed(step, steps: int, warmup: int) -> tuple[float, np.ndarray]:
     counts. `step` must return only once its work is done (host values), or the times are dispatch times.
     Also used by benchmarks/native_resnet.py, so both sides are timed alike.
     """
-    warmup, warm_up = max(warmup, 1), 0.0
-    for _ in range(warmup):
+    warmup = max(warmup, 1)
+    calls = np.empty(warmup + steps)
+    for i in range(len(calls)):
         start = time.perf_counter()
         step()
-        warm_up += time.perf_counter() - start
-    times = np.empty(steps)
-    for i in range(steps):
-        start = time.perf_counter()
-        step()
-        times[i] = time.perf_counter() - start
-    return max(warm_up - warmup * float(np.median(times)), 0.0), times
+        calls[i] = time.perf_counter() - start
+    times = calls[warmup:]
+    return max(float(calls[:warmup].sum()) - warmup * float(np.median(times)), 0.0), times
 
 
 def _summary(prefix: str, times: np.ndarray, batch_size: int, flops_per_step: float) -> dict[str, float]:

@@ -11,20 +11,35 @@ machine, a third of the step's CPU time. How many depends on the process's
 allocation history, so two processes (or plain fit and kbench's epoch in one
 process) ran 0.83 to 1.04 times as fast as each other with the same code.
 
-`reuse_freed_memory` fixes both limits with `mallopt`, as glibc's own
-GLIBC_TUNABLES would at start-up: blocks up to 32 MiB (glibc's largest mmap
-threshold) come from the heap, and the heap keeps up to 2 GiB of free memory
-instead of trimming it. PyTorch's page faults per epoch fell to a few dozen,
-its kernel time to 0.01 s, and A3's trials ran 1.5-1.7x as fast. It also
-stops malloc from mapping larger blocks on their own (M_MMAP_MAX 0): they
-come from the main heap too, which glibc still extends with a mapping where
-it cannot grow in place. XLA's CPU buffers for A3's step are larger than
-32 MiB: with the thresholds alone JAX still took 119,000 page faults per
-1,000 images and spent 29 % of its CPU time in the kernel; with this, a few
-hundred per epoch, and its trials ran 1.4x as fast (BENCHMARKS.md section 4,
-"Page faults: glibc's malloc"). The cost is memory: up to 2 GiB freed by the
-process can stay in its resident set until the process ends (an A3 trial's
-peak: 993 MB against 988 on PyTorch, 1,348 against 1,167 on JAX).
+`reuse_freed_memory` fixes both limits with `mallopt`: blocks up to 32 MiB
+(glibc's largest mmap threshold) come from the heap, and the heap keeps up
+to 2 GiB of free memory instead of trimming it. PyTorch's page faults per
+epoch fell to a few dozen, its kernel time to 0.01 s, and A3's trials ran
+1.5-1.7x as fast. It also stops malloc from mapping larger blocks on their
+own (M_MMAP_MAX 0): they come from the main heap too, which glibc still
+extends with a mapping where it cannot grow in place. XLA's CPU buffers for
+A3's step are larger than 32 MiB: with the thresholds alone JAX still took
+119,000 page faults per 1,000 images and spent 29 % of its CPU time in the
+kernel; with this, a few hundred per epoch, and its trials ran 1.4x as fast
+(BENCHMARKS.md section 4, "Page faults: glibc's malloc").
+
+Last, every thread allocates from the main heap (M_ARENA_MAX 1). glibc gives
+threads arenas of their own and unmaps an arena's extra 64-MiB heaps as soon
+as they are empty, whatever the trim threshold. A JAX trial with the host
+feed (its threads gather batches while XLA's threads run the step) created
+and unmapped 455 such heaps in three epochs and faulted thousands of pages
+back in per 1,000 images; with one arena, none (BENCHMARKS.md section 1,
+"Thread arenas"). One arena means one lock for blocks larger than a thread's
+small-block cache: no cost was measurable on 2 cores (A3's trials, the photo
+feed), and none has been measured on many cores, where KBENCH_MALLOC=default,
+or a MALLOC_ARENA_MAX of the user's own, turns all of this off.
+
+kbench sets these at run time, before the backend loads. The same values as
+GLIBC_TUNABLES at start-up are not the same thing: JAX's trial then took 18
+million page faults and ran at half the speed (cause not found). The cost is
+memory: up to 2 GiB freed by the process can stay in its resident set until
+the process ends (an A3 trial's peak: 993 MB against 988 on PyTorch, 1,348
+against 1,167 on JAX).
 
 It applies on the PyTorch and JAX backends: TensorFlow's step took a few
 dozen page faults per 1,000 images with glibc's defaults, nothing to gain.
@@ -42,7 +57,7 @@ import platform
 OPT_OUT_ENV = "KBENCH_MALLOC"  # "default": leave glibc's malloc as it is
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit): bigger is refused
 TRIM_THRESHOLD_BYTES = 2**31 - 1  # mallopt takes a C int
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -3, -4, -8  # malloc.h
 BACKENDS = ("torch", "jax")  # whose CPU steps fault pages in with glibc's defaults (module docstring)
 _USER_MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
                           "MALLOC_ARENA_MAX")
@@ -80,18 +95,20 @@ def malloc_setting() -> str:
 
 
 def keep_freed_memory() -> bool:
-    """Fix glibc's mmap and trim thresholds, and stop its own mappings of large blocks, now, whatever the
-    backend; whether glibc took all three."""
+    """Fix glibc's mmap and trim thresholds, stop its own mappings of large blocks and its per-thread arenas, now,
+    whatever the backend; whether glibc took all four. Arenas made before stay in use (threads that allocated
+    already keep theirs): call it before the backend starts its threads."""
     mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return all([mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES), mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
-                mallopt(_M_MMAP_MAX, 0)])
+                mallopt(_M_MMAP_MAX, 0), mallopt(_M_ARENA_MAX, 1)])
 
 
 def _apply() -> str:
     if not keep_freed_memory():
         return "glibc default (mallopt refused the thresholds)"
-    return (f"kbench: glibc mmap_threshold {MMAP_THRESHOLD_BYTES // 2**20} MiB, trim_threshold 2 GiB, mmap_max 0 "
+    return (f"kbench: glibc mmap_threshold {MMAP_THRESHOLD_BYTES // 2**20} MiB, trim_threshold 2 GiB, mmap_max 0, "
+            f"arena_max 1 "
             f"({OPT_OUT_ENV}=default turns this off)")
 
 

@@ -106,10 +106,9 @@ def keep_freed_memory() -> bool:
 
 def _apply() -> str:
     if not keep_freed_memory():
-        return "glibc default (mallopt refused the thresholds)"
+        return "glibc default (mallopt refused a setting)"
     return (f"kbench: glibc mmap_threshold {MMAP_THRESHOLD_BYTES // 2**20} MiB, trim_threshold 2 GiB, mmap_max 0, "
-            f"arena_max 1 "
-            f"({OPT_OUT_ENV}=default turns this off)")
+            f"arena_max 1 ({OPT_OUT_ENV}=default turns this off)")
 
 
 def _reason_to_leave_alone() -> str | None:

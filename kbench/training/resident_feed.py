@@ -12,21 +12,27 @@ compares them element-wise), so a trial gives the same numbers with either feed
 and resumes exactly: batch k is still a pure function of (seed, epoch, step).
 The validation split, re-read every epoch, is kept there too (`ResidentEvaluation`).
 
-Which feed a trial uses (`chosen_feed`): feed=host, the host feed; feed=device,
-this one wherever it applies; feed=auto (the default), this one when it applies
-and the training and validation splits fit the budget, `BUDGET_FRACTION` of the memory free on the
-device (`free_memory`: torch.cuda.mem_get_info, JAX's device memory_stats,
-else the host's available memory from os.sysconf on a CPU), except for JAX on a CPU, where it is the
-host feed: there the device's memory is the host's, so there is no copy to save, and with each step
-finished before the next is queued (kbench.training.callbacks.TerminateOnDivergence.async_safe) the host
-feed's threads gather the next batch during the step while this feed's gathers run between steps:
-kbench's epoch on the host feed ran at 0.99-1.03 of plain fit against 0.96-0.99 on this feed, in the same
-four processes (BENCHMARKS.md section 1). It applies to
-in-memory splits without per-image random steps (those are computed image by
-image on the host, as are image files), on JAX and PyTorch with one device
-(with several, Keras's distribution shards each host batch itself). On
-TensorFlow in-memory batches are already computed by tf.data ops
-(kbench.training.tf_feed), which prefetch to the device, so both values use that.
+Which feed a trial uses (`chosen_feed`):
+- feed=host: the host feed;
+- feed=device: this one, wherever it applies;
+- feed=auto (the default): this one where it applies and the training and
+  validation splits fit the budget, `BUDGET_FRACTION` of the memory free on
+  the device (`free_memory`: torch.cuda.mem_get_info, JAX's device
+  memory_stats, else the host's available memory from os.sysconf on a CPU);
+  but the host feed for JAX on a CPU. There the device's memory is the
+  host's, so there is no copy to save, and with each step finished before
+  the next is queued (kbench.training.callbacks.TerminateOnDivergence.async_safe)
+  the host feed's threads gather the next batch during the step, while this
+  feed's gathers run between steps: kbench's epoch ran at 0.99-1.03 of plain
+  fit on the host feed against 0.96-0.99 on this one, in the same four
+  processes (BENCHMARKS.md section 1).
+
+This feed applies to in-memory splits without per-image random steps (those
+are computed image by image on the host, as are image files), on JAX and
+PyTorch with one device (with several, Keras's distribution shards each host
+batch itself). On TensorFlow in-memory batches are already computed by
+tf.data ops (kbench.training.tf_feed), which prefetch to the device, so both
+values use that.
 """
 
 from __future__ import annotations
